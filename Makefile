@@ -1,0 +1,35 @@
+# Every target bootstraps .venv itself (idempotent: re-installs only when pyproject.toml changes).
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: venv demo test lint bench sync clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: venv
+	$(VENV)/bin/memgang demo
+
+lint: venv
+	$(PY) tools/gen_sync.py --check
+	$(VENV)/bin/ruff check memgang tests benchmarks tools
+	$(VENV)/bin/mypy
+
+test: lint
+	$(VENV)/bin/pytest -q
+
+bench: venv
+	$(PY) -m benchmarks.throughput
+
+sync: venv
+	$(PY) tools/gen_sync.py
+
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
