@@ -1,0 +1,71 @@
+-- _lib.lua: helpers shared by every script. memgang/scripts.py prepends this file to each
+-- lua/*.lua before loading it (Redis scripts cannot include one another), so every check
+-- below is written once. It defines only local functions and writes nothing by itself.
+
+-- server time in ms: never the client's clock
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- {5, list} if `agent` is not in the JSON list `acl` ("" or "[]" = everyone), else nil
+local function acl_refusal(acl, agent)
+  if not acl or acl == '' or acl == '[]' then return nil end
+  for _, name in ipairs(cjson.decode(acl)) do
+    if name == agent then return nil end
+  end
+  return {5, acl}
+end
+
+-- {4, newest} if `fence` is given and is not the newest token issued for the key, else nil.
+-- Tokens only grow (INCR of a key that never expires), so "not the newest" means stale.
+local function fence_refusal(fence_key, fence)
+  if fence == '' then return nil end
+  local newest = tonumber(redis.call('GET', fence_key) or '0')
+  if tonumber(fence) ~= newest then return {4, newest} end
+  return nil
+end
+
+-- {3, holder, mode} if a live lease in `modes` (a set: mode -> true) is held on the key by
+-- someone other than `agent` carrying `fence`; else nil. Holder fields of the lock hash are
+-- "<mode>|<agent>|<expires_ms>|<token>"; leases past their expiry do not count.
+local function lock_refusal(lock_key, agent, fence, now, modes)
+  local held = redis.call('HGETALL', lock_key)
+  for i = 2, #held, 2 do
+    local mode, holder, expires, token = string.match(held[i], '^(%a+)|([^|]*)|(%d+)|(%d*)$')
+    if mode ~= nil and modes[mode] and tonumber(expires) > now then
+      if holder ~= agent or fence == nil or fence == '' or token ~= fence then
+        return {3, holder, mode}
+      end
+    end
+  end
+  return nil
+end
+
+-- JSON string of a memgang name: names are validated (no backslash, no control characters),
+-- so only the double quote needs escaping; cjson would also turn every '/' into '\/'.
+local function jstr(s)
+  if not s then return 'null' end
+  return '"' .. string.gsub(s, '"', '\\"') .. '"'
+end
+
+-- JSON of an event, without its id (the log entry id is known only after XADD).
+-- `extra` is pre-encoded JSON members ("" or ',"name":value...').
+local function event_body(kind, swarm, key, agent, version, now, extra)
+  return table.concat({
+    '{"type":"', kind, '","swarm":', jstr(swarm), ',"key":', jstr(key),
+    ',"agent":', jstr(agent), ',"version":', string.format('%d', version),
+    ',"ts":', string.format('%d', now), extra, '}'})
+end
+
+-- XADD the event to the swarm's bounded log, then PUBLISH it with its log id; returns the id
+local function emit(log_key, maxlen, channel, body)
+  local id = redis.call('XADD', log_key, 'MAXLEN', '~', maxlen, '*', 'e', body)
+  redis.call('PUBLISH', channel, '{"id":"' .. id .. '",' .. string.sub(body, 2))
+  return id
+end
+
+local function json_or_null(s)
+  if not s or s == '' then return 'null' end
+  return jstr(s)
+end

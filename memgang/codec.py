@@ -1,0 +1,108 @@
+"""Encoding of values (msgpack, bounded) and events (JSON via orjson).
+
+Values are msgpack: compact, binary-safe and readable from any language. They are bounded
+in size and nesting depth so that one agent cannot fill Redis or blow another agent's stack;
+the bounds are per Gang (``memgang.connect(max_value_bytes=..., max_depth=...)``).
+Events are JSON so that ``redis-cli SUBSCRIBE`` and any language can read them. Never pickle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import orjson
+
+from .errors import InvalidValue
+
+DEFAULT_MAX_VALUE_BYTES = 1 << 20
+DEFAULT_MAX_DEPTH = 32
+
+_SCALARS = (str, int, float, bool, bytes, type(None))
+
+
+@dataclass(frozen=True, slots=True)
+class Codec:
+    """Packs and unpacks memory values within the configured bounds."""
+
+    max_bytes: int = DEFAULT_MAX_VALUE_BYTES
+    max_depth: int = DEFAULT_MAX_DEPTH
+
+    def __post_init__(self) -> None:
+        if self.max_bytes < 1 or self.max_depth < 1:
+            raise ValueError("max_bytes and max_depth must be positive")
+
+    def pack(self, value: Any, *, key: str | None = None) -> bytes:
+        """Encode ``value``; raise :class:`InvalidValue` naming what is wrong."""
+        if not isinstance(value, _SCALARS):
+            self._check_depth(value, key)
+        try:
+            data: bytes = msgpack.packb(value, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            where = f" for {key}" if key else ""
+            raise InvalidValue(f"value{where} cannot be encoded as msgpack: {exc}",
+                               key=key) from exc
+        if len(data) > self.max_bytes:
+            where = f" for {key}" if key else ""
+            raise InvalidValue(
+                f"value{where} is {len(data)} bytes encoded; the limit is {self.max_bytes}",
+                key=key,
+            )
+        return data
+
+    def pack_patch(self, value: Any, *, key: str | None = None) -> bytes:
+        """Encode a merge patch: it must be a mapping with string field names."""
+        if not isinstance(value, Mapping):
+            raise InvalidValue(
+                f"merge needs a mapping, got {type(value).__name__}"
+                + (f" for {key}" if key else ""),
+                key=key,
+            )
+        for field in value:
+            if not isinstance(field, str):
+                raise InvalidValue(f"merge field names must be strings, got {field!r}", key=key)
+        return self.pack(dict(value), key=key)
+
+    @staticmethod
+    def unpack(data: bytes) -> Any:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+    def _check_depth(self, value: Any, key: str | None) -> None:
+        # iterative walk over containers only; scalars cost nothing
+        stack: list[tuple[Any, int]] = [(value, 1)]
+        limit = self.max_depth
+        while stack:
+            item, depth = stack.pop()
+            if isinstance(item, Mapping):
+                children: Any = item.values()
+            elif isinstance(item, (list, tuple)):
+                children = item
+            else:
+                continue
+            if depth > limit:
+                where = f" for {key}" if key else ""
+                raise InvalidValue(f"value{where} is nested deeper than {limit} levels", key=key)
+            stack.extend((child, depth + 1) for child in children
+                         if not isinstance(child, _SCALARS))
+
+
+def dumps_json(obj: Any) -> bytes:
+    """JSON for events and the CLI: bytes are shown as latin-1 text, non-str keys as str."""
+    return orjson.dumps(obj, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def loads_json(data: bytes | str) -> Any:
+    return orjson.loads(data)
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).decode("latin-1")
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+__all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_VALUE_BYTES", "Codec", "dumps_json", "loads_json"]

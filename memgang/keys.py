@@ -1,0 +1,240 @@
+"""The only place where Redis key, channel and stream names are built and validated.
+
+A memory object lives at ``{swarm}/space/id``: three segments, the swarm wrapped in braces so
+that it is a Redis Cluster hash tag. Every key a swarm owns -- objects, indexes, locks, fences,
+the event log, conflicts, presence -- carries the same tag and so lives in one hash slot, which
+is what lets one Lua script touch them all atomically, on one server or on a cluster.
+
+System keys live under ``{swarm}/_...``; user names may not start with ``_``, so they never
+collide.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from .errors import InvalidKey
+
+MAX_KEY_BYTES = 255
+
+# no braces (hash tag), glob characters, backslash, slash (segment separator),
+# whitespace or control characters; no leading underscore (reserved for system keys).
+_BAD = r"{}*?\[\]\\/\s\x00-\x1f\x7f"
+_NAME_RE = re.compile(rf"[^{_BAD}_][^{_BAD}]*\Z")
+_BAD_CHAR_RE = re.compile(rf"[{_BAD}]")
+
+
+@lru_cache(maxsize=65536)
+def validate_name(name: str, what: str = "name") -> str:
+    """Return ``name`` if it is a valid swarm, space, id, group, context or tag name.
+
+    Raises :class:`InvalidKey` naming the offending character otherwise.
+    """
+    if not isinstance(name, str):
+        raise InvalidKey(f"{what} must be a string, got {type(name).__name__}", name=repr(name))
+    if _NAME_RE.match(name):
+        if len(name.encode()) > MAX_KEY_BYTES:
+            raise InvalidKey(f"{what} {name[:40]!r}... is longer than {MAX_KEY_BYTES} bytes",
+                             name=name)
+        return name
+    if not name:
+        raise InvalidKey(f"{what} must not be empty", name=name)
+    if name.startswith("_"):
+        raise InvalidKey(f"{what} {name!r} must not start with '_' (reserved)", name=name)
+    bad = _BAD_CHAR_RE.search(name)
+    char = bad.group() if bad else "?"
+    raise InvalidKey(f"{what} {name!r} contains the forbidden character {char!r}", name=name)
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """A parsed memory key: ``{swarm}/space/id``."""
+
+    swarm: str
+    space: str
+    id: str
+
+    @property
+    def full(self) -> str:
+        return f"{{{self.swarm}}}/{self.space}/{self.id}"
+
+    @property
+    def local(self) -> str:
+        """The key without its swarm: ``space/id``."""
+        return f"{self.space}/{self.id}"
+
+    def __str__(self) -> str:
+        return self.full
+
+
+def _checked(swarm: str, space: str, id_: str) -> Key:
+    validate_name(swarm, "swarm")
+    validate_name(space, "space")
+    validate_name(id_, "id")
+    key = Key(swarm, space, id_)
+    if len(key.full.encode()) > MAX_KEY_BYTES:
+        raise InvalidKey(f"key {key.full[:60]!r}... is longer than {MAX_KEY_BYTES} bytes",
+                         name=key.full)
+    return key
+
+
+@lru_cache(maxsize=65536)
+def parse_full(key: str) -> Key:
+    """Parse a full key ``{swarm}/space/id``."""
+    if not isinstance(key, str) or not key.startswith("{"):
+        raise InvalidKey(f"{key!r} is not a full memory key of the form {{swarm}}/space/id",
+                         name=str(key))
+    end = key.find("}/")
+    if end < 0:
+        raise InvalidKey(f"{key!r} is not a full memory key of the form {{swarm}}/space/id",
+                         name=key)
+    rest = key[end + 2:].split("/")
+    if len(rest) != 2:
+        raise InvalidKey(f"{key!r} must have exactly three segments: {{swarm}}/space/id",
+                         name=key)
+    return _checked(key[1:end], rest[0], rest[1])
+
+
+@lru_cache(maxsize=65536)
+def resolve(swarm: str, own_space: str, ref: str) -> Key:
+    """Resolve what a caller passed as a key.
+
+    ``id`` is in the caller's own space, ``space/id`` is another space of the same swarm,
+    and ``{swarm}/space/id`` is a full key (which must be in this swarm).
+    """
+    if not isinstance(ref, str):
+        raise InvalidKey(f"a key must be a string or MemoryRef, got {type(ref).__name__}",
+                         name=repr(ref))
+    if ref.startswith("{"):
+        key = parse_full(ref)
+        if key.swarm != swarm:
+            raise InvalidKey(f"{ref!r} belongs to swarm {key.swarm!r}, not {swarm!r}", name=ref)
+        return key
+    parts = ref.split("/")
+    if len(parts) == 1:
+        return _checked(swarm, own_space, parts[0])
+    if len(parts) == 2:
+        return _checked(swarm, parts[0], parts[1])
+    raise InvalidKey(f"{ref!r} has too many '/': use id, space/id or {{swarm}}/space/id",
+                     name=ref)
+
+
+class SwarmKeys:
+    """Builds every system key and channel of one swarm."""
+
+    __slots__ = ("_p", "swarm")
+
+    def __init__(self, swarm: str) -> None:
+        self.swarm = validate_name(swarm, "swarm")
+        self._p = f"{{{swarm}}}/_"
+
+    # -- objects ---------------------------------------------------------------------------
+    def obj(self, space: str, id_: str) -> str:
+        return _checked(self.swarm, space, id_).full
+
+    # -- indexes (sorted sets of full keys, scored by update time in ms) -------------------
+    @property
+    def idx_all(self) -> str:
+        return self._p + "idx/all"
+
+    def idx_agent(self, agent: str) -> str:
+        return self._p + "idx/agent/" + agent
+
+    def idx_group(self, group: str) -> str:
+        return self._p + "idx/group/" + group
+
+    def idx_context(self, context: str) -> str:
+        return self._p + "idx/context/" + context
+
+    # -- versions, log, channel -------------------------------------------------------------
+    @property
+    def seq(self) -> str:
+        """The swarm's version counter: versions are unique and monotonic per swarm."""
+        return self._p + "seq"
+
+    @property
+    def log(self) -> str:
+        """The swarm's bounded event log (a stream)."""
+        return self._p + "log"
+
+    @property
+    def channel(self) -> str:
+        """The pub/sub channel every event of the swarm is published on."""
+        return self._p + "events"
+
+    # -- conflicts ---------------------------------------------------------------------------
+    def conflicts(self, key: Key) -> str:
+        """Hash of the losing writes kept for ``key`` under on_conflict="manual"."""
+        return self._p + "conflicts/" + key.local
+
+    @property
+    def conflict_index(self) -> str:
+        """Sorted set of the keys that have unresolved conflicts."""
+        return self._p + "conflicts"
+
+    # -- locks -------------------------------------------------------------------------------
+    def lock(self, key: Key) -> str:
+        """Hash of the current holders of the lock on ``key``."""
+        return self._p + "lock/" + key.local
+
+    def lock_queue(self, key: Key) -> str:
+        """Queue of waiters for the lock on ``key``."""
+        return self._p + "lockq/" + key.local
+
+    def fence(self, key: Key) -> str:
+        """Newest fencing token issued for ``key``; never expires, never goes back."""
+        return self._p + "fence/" + key.local
+
+    def wake(self, waiter_id: str) -> str:
+        """Per-waiter wake list: a grant LPUSHes here, the waiter BLPOPs."""
+        return self._p + "wake/" + waiter_id
+
+    @property
+    def lock_index(self) -> str:
+        """Set of lock names that currently have holders or waiters."""
+        return self._p + "locks"
+
+    # -- agents ------------------------------------------------------------------------------
+    @property
+    def presence(self) -> str:
+        """Sorted set of live agents scored by heartbeat deadline (ms)."""
+        return self._p + "presence"
+
+    @property
+    def agents(self) -> str:
+        """Hash of agent name -> JSON description (role, pid, host, started)."""
+        return self._p + "agents"
+
+    def stats(self, agent: str) -> str:
+        """Hash of an agent's counters."""
+        return self._p + "stats/" + agent
+
+    def memo(self, digest: str) -> str:
+        """Compute-once result/claim for a content hash."""
+        return self._p + "memo/" + digest
+
+
+def channel_pattern_all() -> str:
+    """The PSUBSCRIBE pattern matching every swarm's event channel."""
+    return "{*}/_events"
+
+
+def swarm_of_channel(channel: str) -> str:
+    """The swarm a ``{swarm}/_events`` channel belongs to."""
+    if channel.startswith("{") and channel.endswith("}/_events"):
+        return channel[1:-len("}/_events")]
+    raise InvalidKey(f"{channel!r} is not a memgang event channel", name=channel)
+
+
+__all__ = [
+    "MAX_KEY_BYTES",
+    "Key",
+    "SwarmKeys",
+    "channel_pattern_all",
+    "parse_full",
+    "resolve",
+    "swarm_of_channel",
+    "validate_name",
+]

@@ -1,0 +1,385 @@
+"""Memory objects: the sans-I/O core of write / read / delete / scoped reads.
+
+This module builds the exact KEYS and ARGV of each script call and interprets each reply;
+it performs no I/O. The sync shell (``memgang._sync``) and the async shell
+(``memgang._async``) only send what it builds and hand back what it returns, so the logic of
+every operation exists once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+
+from . import scripts
+from .codec import Codec
+from .errors import InvalidKey, InvalidValue, ManualConflict
+from .keys import Key, SwarmKeys, parse_full, resolve, validate_name
+
+Policy = Literal["lww", "merge", "manual"]
+POLICIES: tuple[str, ...] = ("lww", "merge", "manual")
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRef:
+    """A reference to one version of a memory object: pass this instead of the data."""
+
+    key: str
+    version: int
+
+    def __str__(self) -> str:
+        return f"{self.key}@{self.version}"
+
+    @classmethod
+    def parse(cls, text: str) -> MemoryRef:
+        """Parse ``{swarm}/space/id@version``."""
+        key, sep, version = text.rpartition("@")
+        if not sep or not version.isdigit():
+            raise InvalidKey(f"{text!r} is not a reference of the form {{swarm}}/space/id@N",
+                             name=text)
+        parse_full(key)
+        return cls(key, int(version))
+
+    def to_list(self) -> list[Any]:
+        return [self.key, self.version]
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryObject:
+    """One memory object as read from the store."""
+
+    key: str
+    value: Any
+    version: int
+    agent: str
+    created_ms: int
+    updated_ms: int
+    content_hash: str
+    group: str | None = None
+    context: str | None = None
+    tags: tuple[str, ...] = ()
+    readable_by: tuple[str, ...] = ()
+    writable_by: tuple[str, ...] = ()
+    derived_from: tuple[MemoryRef, ...] = ()
+    ttl_ms: int | None = None
+    requested_version: int | None = field(default=None, compare=False)
+
+    @property
+    def ref(self) -> MemoryRef:
+        return MemoryRef(self.key, self.version)
+
+    @property
+    def moved_on(self) -> bool:
+        """True when read through a reference whose version is no longer the current one."""
+        return self.requested_version is not None and self.requested_version != self.version
+
+    @property
+    def space(self) -> str:
+        return parse_full(self.key).space
+
+    @property
+    def id(self) -> str:
+        return parse_full(self.key).id
+
+
+@dataclass(slots=True)
+class Scope:
+    """What the caller believes an object's indexed scope to be (writer, group, context)."""
+
+    writer: str = ""
+    group: str = ""
+    context: str = ""
+
+
+def _names(values: Iterable[str] | None, what: str) -> bytes | str:
+    if values is None:
+        return ""
+    if isinstance(values, str):
+        raise InvalidKey(f"{what} must be a list of names, not a string", name=values)
+    return orjson.dumps([validate_name(v, what) for v in values])
+
+
+def _refs(items: Sequence[MemoryRef | str] | None) -> bytes | str:
+    if not items:
+        return ""
+    out: list[list[Any]] = []
+    for item in items:
+        ref = item if isinstance(item, MemoryRef) else MemoryRef.parse(item)
+        out.append(ref.to_list())
+    return orjson.dumps(out)
+
+
+@dataclass(slots=True)
+class WritePlan:
+    """One write, ready to send; ``interpret`` turns the reply into a result or an error."""
+
+    key: Key
+    keys: list[str]
+    args: list[Any]
+    writer: str
+    expected: int | None
+    fence: int | None
+    ks: SwarmKeys
+
+    def interpret(self, reply: list[Any]) -> MemoryRef | Scope:
+        """A MemoryRef when written; a Scope to retry with; raises for every refusal."""
+        code = reply[0]
+        if code == scripts.OK:
+            return MemoryRef(self.keys[0], int(reply[1]))
+        if code == scripts.SCOPE_MOVED:
+            return Scope(scripts.text(reply[1]), scripts.text(reply[2]), scripts.text(reply[3]))
+        if code == scripts.MANUAL_CONFLICT:
+            raise ManualConflict(self.keys[0], expected=self.expected, current=int(reply[1]),
+                                 conflict_id=scripts.text(reply[2]), agent=self.writer)
+        scripts.raise_refusal("write", reply, key=self.keys[0], agent=self.writer,
+                              expected=self.expected, fence=self.fence)
+
+    def retarget(self, prev: Scope) -> None:
+        """Point the previous-scope KEYS/ARGV at what the store said the scope is."""
+        ks = self.ks
+        self.keys[7] = ks.idx_agent(prev.writer) if prev.writer else ks.idx_all
+        self.keys[8] = ks.idx_group(prev.group) if prev.group else ks.idx_all
+        self.keys[9] = ks.idx_context(prev.context) if prev.context else ks.idx_all
+        self.args[12] = prev.writer
+        self.args[13] = prev.group
+        self.args[14] = prev.context
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Per-Gang bounds used when planning calls."""
+
+    codec: Codec
+    log_maxlen: int
+
+
+def plan_write(
+    ks: SwarmKeys,
+    settings: Settings,
+    key: Key,
+    writer: str,
+    value: Any,
+    *,
+    on_conflict: str = "lww",
+    expected_version: int | None = None,
+    ttl_s: float | None = None,
+    group: str | None = None,
+    context: str | None = None,
+    tags: Iterable[str] | None = None,
+    readable_by: Iterable[str] | None = None,
+    writable_by: Iterable[str] | None = None,
+    derived_from: Sequence[MemoryRef | str] | None = None,
+    fence: int | None = None,
+    prev: Scope | None = None,
+    resolve_ids: Sequence[str] = (),
+) -> WritePlan:
+    """Validate everything and build the write.lua call. Nothing here touches Redis."""
+    if on_conflict not in POLICIES:
+        raise InvalidValue(f"on_conflict must be one of {', '.join(POLICIES)}, "
+                           f"got {on_conflict!r}", key=key.full)
+    if expected_version is not None and (
+        not isinstance(expected_version, int) or expected_version < 0
+    ):
+        raise InvalidValue(f"expected_version must be a non-negative int, "
+                           f"got {expected_version!r}", key=key.full)
+    if fence is not None and (not isinstance(fence, int) or fence < 1):
+        raise InvalidValue(f"fence must be a positive int token, got {fence!r}", key=key.full)
+    ttl_ms = ""
+    if ttl_s is not None:
+        if not isinstance(ttl_s, (int, float)) or ttl_s <= 0:
+            raise InvalidValue(f"ttl_s must be a positive number, got {ttl_s!r}", key=key.full)
+        ttl_ms = str(max(1, round(ttl_s * 1000)))
+    codec = settings.codec
+    data = (codec.pack_patch(value, key=key.full) if on_conflict == "merge"
+            else codec.pack(value, key=key.full))
+    if group is not None:
+        validate_name(group, "group")
+    if context is not None:
+        validate_name(context, "context")
+    if prev is None:
+        prev = Scope(writer, group or "", context or "")
+    full = key.full
+    idx_all = ks.idx_all
+    keys = [
+        full, ks.seq, ks.log, idx_all, ks.idx_agent(writer),
+        ks.idx_group(group) if group else idx_all,
+        ks.idx_context(context) if context else idx_all,
+        "", "", "",
+        ks.lock(key), ks.fence(key), ks.conflicts(key), ks.conflict_index,
+    ]
+    args: list[Any] = [
+        writer, data, on_conflict,
+        "" if expected_version is None else expected_version,
+        ttl_ms, group or "", context or "",
+        _names(tags, "tag"), _names(readable_by, "readable_by"),
+        _names(writable_by, "writable_by"), _refs(derived_from),
+        "" if fence is None else fence,
+        "", "", "",
+        settings.log_maxlen, codec.max_bytes, ks.swarm, ks.channel,
+        ",".join(resolve_ids),
+    ]
+    plan = WritePlan(key, keys, args, writer, expected_version, fence, ks)
+    plan.retarget(prev)
+    return plan
+
+
+@dataclass(slots=True)
+class DeletePlan:
+    key: Key
+    keys: list[str]
+    args: list[Any]
+    agent: str
+    expected: int | None
+    fence: int | None
+    ks: SwarmKeys
+
+    def interpret(self, reply: list[Any]) -> int | Scope:
+        """The deleted version; or a Scope to retry with; raises for every refusal."""
+        code = reply[0]
+        if code == scripts.OK:
+            return int(reply[1])
+        if code == scripts.SCOPE_MOVED:
+            return Scope(scripts.text(reply[1]), scripts.text(reply[2]), scripts.text(reply[3]))
+        scripts.raise_refusal("delete", reply, key=self.keys[0], agent=self.agent,
+                              expected=self.expected, fence=self.fence)
+
+    def retarget(self, prev: Scope) -> None:
+        ks = self.ks
+        self.keys[3] = ks.idx_agent(prev.writer) if prev.writer else ks.idx_all
+        self.keys[4] = ks.idx_group(prev.group) if prev.group else ks.idx_all
+        self.keys[5] = ks.idx_context(prev.context) if prev.context else ks.idx_all
+        self.args[3] = prev.writer
+        self.args[4] = prev.group
+        self.args[5] = prev.context
+
+
+def plan_delete(ks: SwarmKeys, settings: Settings, key: Key, agent: str, *,
+                expected_version: int | None = None, fence: int | None = None,
+                prev: Scope | None = None) -> DeletePlan:
+    idx_all = ks.idx_all
+    keys = [key.full, ks.log, idx_all, idx_all, idx_all, idx_all, ks.lock(key), ks.fence(key)]
+    args: list[Any] = [
+        agent, "" if expected_version is None else expected_version,
+        "" if fence is None else fence, "", "", "",
+        settings.log_maxlen, ks.swarm, ks.channel,
+    ]
+    plan = DeletePlan(key, keys, args, agent, expected_version, fence, ks)
+    plan.retarget(prev or Scope(agent))
+    return plan
+
+
+def read_call(ks: SwarmKeys, key: Key, reader: str) -> tuple[list[str], list[str]]:
+    return [key.full, ks.lock(key)], [reader]
+
+
+def _s(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value if value else None
+
+
+def _names_of(raw: Any) -> tuple[str, ...]:
+    return tuple(orjson.loads(raw)) if raw else ()
+
+
+def interpret_read(reply: list[Any], key: str, reader: str,
+                   requested_version: int | None = None) -> MemoryObject | None:
+    """A MemoryObject, ``None`` when there is no such object, or the typed refusal."""
+    code = reply[0]
+    if code == scripts.NOT_FOUND:
+        return None
+    if code != scripts.OK:
+        scripts.raise_refusal("read", reply, key=key, agent=reader)
+    (_, v, ver, agent, ctime, mtime, digest, group, ctx, tags, rb, wb, df, pttl) = reply
+    return MemoryObject(
+        key=key,
+        value=Codec.unpack(v),
+        version=int(ver),
+        agent=agent.decode(),
+        created_ms=int(ctime or 0),
+        updated_ms=int(mtime),
+        content_hash=digest.decode() if digest else "",
+        group=_s(group),
+        context=_s(ctx),
+        tags=_names_of(tags),
+        readable_by=_names_of(rb),
+        writable_by=_names_of(wb),
+        derived_from=tuple(MemoryRef(k, int(n)) for k, n in orjson.loads(df)) if df else (),
+        ttl_ms=None if int(pttl) < 0 else int(pttl),
+        requested_version=requested_version,
+    )
+
+
+def scope_index_keys(ks: SwarmKeys, *, agent: str | None, group: str | None,
+                     context: str | None) -> list[str]:
+    """The index sorted sets whose intersection is the requested scope."""
+    out = []
+    if agent is not None:
+        out.append(ks.idx_agent(validate_name(agent, "agent")))
+    if group is not None:
+        out.append(ks.idx_group(validate_name(group, "group")))
+    if context is not None:
+        out.append(ks.idx_context(validate_name(context, "context")))
+    return out or [ks.idx_all]
+
+
+def target(swarm: str, own_space: str, ref: str | MemoryRef) -> tuple[Key, int | None]:
+    """Resolve a key argument: ``id``, ``space/id``, a full key, or a MemoryRef."""
+    if isinstance(ref, MemoryRef):
+        return resolve(swarm, own_space, ref.key), ref.version
+    return resolve(swarm, own_space, ref), None
+
+
+def conflict_entries(raw: Mapping[bytes, bytes], key: str) -> list[Conflict]:
+    """Parse the conflicts hash of one key into Conflict records, oldest first."""
+    metas: dict[str, Any] = {}
+    values: dict[str, bytes] = {}
+    for f, v in raw.items():
+        cid, _, kind = f.decode().partition(":")
+        if kind == "m":
+            metas[cid] = orjson.loads(v)
+        elif kind == "v":
+            values[cid] = v
+    out = []
+    for cid in sorted(metas, key=int):
+        m = metas[cid]
+        out.append(Conflict(
+            id=cid, key=key, agent=m["agent"], base_version=int(m["base"]),
+            current_version=int(m["current"]), ts_ms=int(m["ts"]),
+            value=Codec.unpack(values[cid]) if cid in values else None,
+        ))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """A losing write kept under on_conflict="manual", waiting for resolve()."""
+
+    id: str
+    key: str
+    agent: str
+    base_version: int
+    current_version: int
+    ts_ms: int
+    value: Any
+
+
+__all__ = [
+    "POLICIES",
+    "Conflict",
+    "DeletePlan",
+    "MemoryObject",
+    "MemoryRef",
+    "Policy",
+    "Scope",
+    "Settings",
+    "WritePlan",
+    "conflict_entries",
+    "interpret_read",
+    "plan_delete",
+    "plan_write",
+    "read_call",
+    "scope_index_keys",
+    "target",
+]

@@ -1,0 +1,92 @@
+"""Loads ``lua/*.lua`` and maps the small codes the scripts return to typed errors.
+
+Each script is the shared helpers of ``_lib.lua`` followed by the script's own file; the I/O
+shells wrap them in redis-py ``Script`` objects (EVALSHA, with a reload on NOSCRIPT, and
+preloading inside pipelines), so no EVALSHA dance is written by hand. A reply code that is
+not known here is a bug and raises :class:`memgang.ScriptError`, never a silent ``None``.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .codec import loads_json
+from .errors import (
+    ConflictError,
+    Forbidden,
+    InvalidValue,
+    Locked,
+    NotFound,
+    ScriptError,
+    StaleFence,
+)
+
+OK = 0
+CONFLICT = 1
+MANUAL_CONFLICT = 2
+LOCKED = 3
+STALE_FENCE = 4
+FORBIDDEN = 5
+SCOPE_MOVED = 6
+NOT_MAPPING = 7
+NOT_FOUND = 9
+
+
+def lua_dir() -> Path:
+    """Where the scripts are: inside the installed package, else the source checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "lua", here.parent / "lua"):
+        if (candidate / "write.lua").is_file():
+            return candidate
+    raise FileNotFoundError(f"memgang's Lua scripts are missing (looked in {here / 'lua'} and "
+                            f"{here.parent / 'lua'}); reinstall memgang")
+
+
+@cache
+def sources() -> dict[str, str]:
+    """Script name -> full source (shared helpers first)."""
+    root = lua_dir()
+    lib = "\n".join(p.read_text() for p in sorted(root.glob("_*.lua")))
+    return {p.stem: lib + "\n" + p.read_text() for p in sorted(root.glob("[!_]*.lua"))}
+
+
+def text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def raise_refusal(script: str, reply: list[Any], *, key: str, agent: str,
+                  expected: int | None = None, fence: int | None = None) -> NoReturn:
+    """Raise the typed error for a non-OK reply of write/delete/read."""
+    code = reply[0]
+    if code == CONFLICT:
+        raise ConflictError(key, expected=expected, current=int(reply[1]), agent=agent)
+    if code == LOCKED:
+        raise Locked(key, holder=text(reply[1]), mode=text(reply[2]))
+    if code == STALE_FENCE:
+        raise StaleFence(key, fence=-1 if fence is None else fence, newest=int(reply[1]))
+    if code == FORBIDDEN:
+        raise Forbidden(key, agent, list(loads_json(reply[1])))
+    if code == NOT_MAPPING:
+        raise InvalidValue(f"cannot merge into {key}: {text(reply[1])}", key=key)
+    if code == NOT_FOUND:
+        raise NotFound(key)
+    raise ScriptError(script, reply)
+
+
+__all__ = [
+    "CONFLICT",
+    "FORBIDDEN",
+    "LOCKED",
+    "MANUAL_CONFLICT",
+    "NOT_FOUND",
+    "NOT_MAPPING",
+    "OK",
+    "SCOPE_MOVED",
+    "STALE_FENCE",
+    "lua_dir",
+    "raise_refusal",
+    "sources",
+    "text",
+]
