@@ -187,9 +187,10 @@ def server(port: int | None, unix_path: str | None, data_dir: str | None, aof: b
         return
     if unix_path:
         srv.socket_path = unix_path
-    click.echo(f"memgang server at {srv.url}  (export MEMGANG_URL={srv.url})")
-    sys.stdout.flush()
     try:
+        srv.start()
+        click.echo(f"memgang server at {srv.url}  (export MEMGANG_URL={srv.url})")
+        sys.stdout.flush()
         code = serve_forever(srv)
     except errors.ServerError as exc:
         fail(str(exc), EXIT_NOT_FOUND)
@@ -199,3 +200,4 @@ def server(port: int | None, unix_path: str | None, data_dir: str | None, aof: b
 
 # Each concern's commands live in their own module and add themselves to `main`.
 from . import cli_demo  # noqa: E402,F401
+

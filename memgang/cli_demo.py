@@ -20,7 +20,7 @@ def demo() -> None:
     with EmbeddedServer() as srv:
         gang = connect(srv.url)
         swarm = gang.swarm("demo")
-        listener = redis.Redis.from_url(srv.url).pubsub()
+        listener = redis.Redis.from_url(srv.url).pubsub()  # type: ignore[no-untyped-call]
         listener.subscribe(swarm.keys.channel)
         stop = threading.Event()
 
@@ -51,7 +51,7 @@ def demo() -> None:
         plan = reader.read("global/plan")
         assert plan is not None
         click.echo(f"\nglobal/plan = {plan.value} (v{plan.version}, last by {plan.agent})")
-        click.echo(f"summary-1 is derived from {[str(r) for r in summary and [chunk]]}")
+        click.echo(f"{summary} is derived from {chunk}")
         click.echo(f"objects in context report-42: "
                    f"{[o.key for o in swarm.read_scope(context='report-42')]}")
         stop.set()

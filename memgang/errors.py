@@ -140,7 +140,8 @@ class LockTimeout(LockError):
 class LockLost(LockError):
     """The lease ended while the holder still believed it held the lock."""
 
-    def __init__(self, name: str, *, token: int | None = None, reason: str = "lease expired") -> None:
+    def __init__(self, name: str, *, token: int | None = None,
+                 reason: str = "lease expired") -> None:
         super().__init__(f"lock on {name} lost: {reason}")
         self.name = name
         self.token = token

@@ -331,12 +331,12 @@ def target(swarm: str, own_space: str, ref: str | MemoryRef) -> tuple[Key, int |
     return resolve(swarm, own_space, ref), None
 
 
-def conflict_entries(raw: Mapping[bytes, bytes], key: str) -> list[Conflict]:
+def conflict_entries(raw: Mapping[Any, Any], key: str) -> list[Conflict]:
     """Parse the conflicts hash of one key into Conflict records, oldest first."""
     metas: dict[str, Any] = {}
     values: dict[str, bytes] = {}
     for f, v in raw.items():
-        cid, _, kind = f.decode().partition(":")
+        cid, _, kind = scripts.text(f).partition(":")
         if kind == "m":
             metas[cid] = orjson.loads(v)
         elif kind == "v":

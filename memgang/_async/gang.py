@@ -146,16 +146,17 @@ class Swarm:
         idx = scope_index_keys(self.keys, agent=agent, group=group, context=context)
         client = self.gang.client
         try:
+            members: list[Any]
             if len(idx) == 1:
                 members = await client.zrevrange(idx[0], 0, -1 if limit is None else limit - 1)
             else:
-                members = await client.execute_command(
+                members = await client.execute_command(  # type: ignore[no-untyped-call]
                     "ZINTER", len(idx), *idx, "AGGREGATE", "MAX")
         except redis.exceptions.RedisError as exc:
             raise ConnectionLost(f"scoped read of {self.name} failed: {exc}") from exc
         out: list[MemoryObject] = []
         missing: list[str] = []
-        keys = [m.decode() for m in members]
+        keys = [scripts.text(m) for m in members]
         async with client.pipeline(transaction=False) as pipe:
             for k in keys:
                 ks, args = read_call(self.keys, target(self.name, "_", k)[0], reader)
@@ -180,7 +181,7 @@ class Swarm:
         client = self.gang.client
         out: dict[str, list[Conflict]] = {}
         for raw in await client.zrange(self.keys.conflict_index, 0, -1):
-            full = raw.decode()
+            full = scripts.text(raw)
             key = target(self.name, "_", full)[0]
             entries = conflict_entries(await client.hgetall(self.keys.conflicts(key)), full)
             if entries:

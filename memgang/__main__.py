@@ -1,0 +1,5 @@
+"""``python -m memgang``: the memgang command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,531 @@
+"""The shared memory core: writes, reads, scopes, conflict policies, events, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import msgpack
+import orjson
+import pytest
+import redis
+
+import memgang
+import memgang.aio
+from memgang.testing import fresh_swarm_name
+
+import _workers
+
+SPAWN = multiprocessing.get_context("spawn")
+
+
+def state_of(raw: redis.Redis, swarm: memgang.Swarm) -> dict[bytes, Any]:
+    """Every key of the swarm with its type and content: to prove nothing changed."""
+    out: dict[bytes, Any] = {}
+    for key in raw.scan_iter(match=f"{{{swarm.name}}}*".replace("{", "[{]").replace("}", "[}]")):
+        kind = raw.type(key)
+        if kind == b"hash":
+            out[key] = raw.hgetall(key)
+        elif kind == b"zset":
+            out[key] = raw.zrange(key, 0, -1, withscores=True)
+        elif kind == b"stream":
+            out[key] = raw.xrange(key)
+        else:
+            out[key] = raw.dump(key)
+    return out
+
+
+class Subscriber:
+    """A plain redis-py subscriber on the swarm's channel: what anyone would see."""
+
+    def __init__(self, raw: redis.Redis, swarm: memgang.Swarm) -> None:
+        self.pubsub = raw.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(swarm.keys.channel)
+        self.pubsub.get_message(timeout=1)  # the subscribe confirmation
+
+    def drain(self, settle_s: float = 0.2) -> list[dict[str, Any]]:
+        out = []
+        while True:
+            msg = self.pubsub.get_message(timeout=settle_s)
+            if msg is None:
+                return out
+            out.append(orjson.loads(msg["data"]))
+
+
+@pytest.fixture
+def sub(raw: redis.Redis, swarm: memgang.Swarm) -> Iterator[Subscriber]:
+    s = Subscriber(raw, swarm)
+    try:
+        yield s
+    finally:
+        s.pubsub.close()
+
+
+# -- writes and reads ----------------------------------------------------------------------
+
+def test_write_then_read_returns_value_and_metadata(swarm: memgang.Swarm) -> None:
+    me = swarm.agent("reader-1")
+    chunk = me.write("chunk-1", {"text": "t"})
+    ref = me.write("summary-3", {"text": "...", "score": 1.0, "blob": b"\x00\xff"},
+                   group="summarizers", context="ctx-1", tags=["draft"], derived_from=[chunk])
+    assert ref.key == f"{{{swarm.name}}}/reader-1/summary-3"
+    obj = me.read(ref)
+    assert obj is not None
+    assert obj.value == {"text": "...", "score": 1.0, "blob": b"\x00\xff"}
+    assert isinstance(obj.value["score"], float)
+    assert (obj.version, obj.agent, obj.group, obj.context) == (ref.version, "reader-1",
+                                                                 "summarizers", "ctx-1")
+    assert obj.tags == ("draft",)
+    assert obj.derived_from == (chunk,)
+    assert obj.created_ms <= obj.updated_ms and obj.ttl_ms is None
+    assert len(obj.content_hash) == 40
+    assert not obj.moved_on
+
+
+def test_keys_resolve_id_space_id_full_key_and_ref(swarm: memgang.Swarm) -> None:
+    a, b = swarm.agent("a"), swarm.agent("b")
+    ref = a.write("x", 1)
+    for spelling in ("x", "a/x", ref.key, ref):
+        obj = a.read(spelling)
+        assert obj is not None and obj.value == 1
+    obj = b.read("a/x")
+    assert obj is not None and obj.key == ref.key
+    assert b.read("x") is None  # b's own space
+    assert swarm.read("a/x") is not None
+
+
+def test_versions_are_monotonic_even_across_delete(swarm: memgang.Swarm) -> None:
+    me = swarm.agent("a")
+    v1 = me.write("x", 1).version
+    v2 = me.write("x", 2).version
+    assert me.delete("x")
+    v3 = me.write("x", 3).version
+    assert v1 < v2 < v3
+
+
+def test_ref_to_a_version_that_has_moved_on(swarm: memgang.Swarm) -> None:
+    me = swarm.agent("a")
+    old = me.write("x", "first")
+    me.write("x", "second")
+    obj = me.read(old)
+    assert obj is not None
+    assert obj.moved_on and obj.requested_version == old.version
+    assert obj.value == "second" and obj.version > old.version
+    current = me.read(obj.ref)
+    assert current is not None and not current.moved_on
+
+
+def test_ttl_expires_object(swarm: memgang.Swarm, raw: redis.Redis) -> None:
+    me = swarm.agent("a")
+    ref = me.write("short", {"v": 1}, ttl_s=30)
+    obj = me.read(ref)
+    assert obj is not None and obj.ttl_ms is not None and 0 < obj.ttl_ms <= 30_000
+    me.write("short", {"v": 2}, ttl_s=0.05)
+    deadline = time.monotonic() + 5
+    while raw.exists(ref.key) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert me.read("short") is None
+    # its index entries are pruned by the next scoped read
+    assert swarm.read_scope(agent="a") == []
+    assert raw.zscore(swarm.keys.idx_all, ref.key) is None
+
+
+def test_write_without_ttl_removes_an_earlier_ttl(swarm: memgang.Swarm) -> None:
+    me = swarm.agent("a")
+    me.write("x", 1, ttl_s=60)
+    me.write("x", 2)
+    obj = me.read("x")
+    assert obj is not None and obj.ttl_ms is None
+
+
+# -- scopes --------------------------------------------------------------------------------
+
+def test_scoped_reads_and_their_intersections(swarm: memgang.Swarm) -> None:
+    a, b = swarm.agent("a"), swarm.agent("b")
+    a.write("1", 1, group="g1", context="c1")
+    a.write("2", 2, group="g2", context="c1")
+    b.write("3", 3, group="g1", context="c2")
+    b.write("4", 4, group="g1", context="c1")
+    b.write("5", 5)
+
+    def values(**scope: str) -> list[int]:
+        return sorted(o.value for o in swarm.read_scope(**scope))
+
+    assert values() == [1, 2, 3, 4, 5]
+    assert values(agent="a") == [1, 2]
+    assert values(group="g1") == [1, 3, 4]
+    assert values(context="c1") == [1, 2, 4]
+    assert values(agent="b", group="g1") == [3, 4]
+    assert values(group="g1", context="c1") == [1, 4]
+    assert values(agent="b", group="g1", context="c1") == [4]
+    assert values(agent="a", context="c2") == []
+    newest_first = swarm.read_scope(limit=2)
+    assert [o.value for o in newest_first] == [5, 4]
+
+
+def test_changing_group_context_and_writer_moves_the_object_between_indexes(
+        swarm: memgang.Swarm, gang: memgang.Gang) -> None:
+    a, b = swarm.agent("a"), swarm.agent("b")
+    a.write("x", 1, group="g1", context="c1")
+    # b has never seen the object: its first write guesses the scope, is told, retries
+    b.write("a/x", 2, group="g2", context="c2")
+    assert [o.value for o in swarm.read_scope(group="g2", context="c2", agent="b")] == [2]
+    assert swarm.read_scope(group="g1") == []
+    assert swarm.read_scope(context="c1") == []
+    assert swarm.read_scope(agent="a") == []
+    # a fresh AgentMemory with no cache can still delete it and leaves no index entry
+    assert gang.swarm(swarm.name).agent("c").delete("a/x")
+    assert swarm.read_scope() == [] and swarm.read_scope(group="g2") == []
+
+
+# -- conflict policies -----------------------------------------------------------------------
+
+def test_lww_last_write_wins(swarm: memgang.Swarm) -> None:
+    a, b = swarm.agent("a"), swarm.agent("b")
+    a.write("global/plan", {"v": "a"})
+    b.write("global/plan", {"v": "b"})
+    obj = a.read("global/plan")
+    assert obj is not None and obj.value == {"v": "b"} and obj.agent == "b"
+
+
+def test_expected_version_compare_and_set(swarm: memgang.Swarm, sub: Subscriber) -> None:
+    me = swarm.agent("a")
+    with pytest.raises(memgang.ConflictError) as err:
+        me.write("x", 1, expected_version=3)
+    assert err.value.current == 0 and err.value.expected == 3
+    ref = me.write("x", 1, expected_version=0)  # 0: must not exist yet
+    with pytest.raises(memgang.ConflictError) as err:
+        me.write("x", 2, expected_version=0)
+    assert err.value.current == ref.version
+    ref2 = me.write("x", 2, expected_version=ref.version)
+    obj = me.read("x")
+    assert obj is not None and obj.value == 2 and obj.version == ref2.version
+    events = sub.drain()
+    assert [(e["type"], e["version"]) for e in events] == [
+        ("memory_updated", ref.version), ("memory_updated", ref2.version)]
+
+
+def test_expected_version_retry_loop_across_processes_loses_no_update(
+        swarm: memgang.Swarm, url: str) -> None:
+    procs, times = 4, 40
+    with SPAWN.Pool(procs) as pool:
+        conflicts = pool.starmap(_workers.cas_increment,
+                                 [(url, swarm.name, f"w{i}", "global/counter", times)
+                                  for i in range(procs)])
+    obj = swarm.read("global/counter")
+    assert obj is not None and obj.value == procs * times
+    assert sum(conflicts) >= 0  # contention is likely but not guaranteed on 2 cores
+
+
+def test_merge_keeps_fields_and_exact_types(swarm: memgang.Swarm) -> None:
+    a, b = swarm.agent("a"), swarm.agent("b")
+    big = 2**62 + 1
+    a.write("global/plan", {"x": 1.0, "big": big, "raw": b"\x01", "nested": {"k": [1, 2]}})
+    b.write("global/plan", {"y": "b", "x": 2.5}, on_conflict="merge")
+    a.write("global/plan", {"z": None}, on_conflict="merge")
+    obj = a.read("global/plan")
+    assert obj is not None
+    assert obj.value == {"x": 2.5, "big": big, "raw": b"\x01", "nested": {"k": [1, 2]},
+                         "y": "b", "z": None}
+    assert list(obj.value) == ["x", "big", "raw", "nested", "y", "z"]
+    # a merge into nothing creates the mapping
+    a.write("fresh", {"only": 1}, on_conflict="merge")
+    fresh = a.read("fresh")
+    assert fresh is not None and fresh.value == {"only": 1}
+
+
+def test_merge_from_many_processes_keeps_every_agents_fields(
+        swarm: memgang.Swarm, url: str) -> None:
+    procs, fields = 6, 25
+    with SPAWN.Pool(4) as pool:
+        pool.starmap(_workers.merge_fields,
+                     [(url, swarm.name, f"m{i}", "global/merged", fields) for i in range(procs)])
+    obj = swarm.read("global/merged")
+    assert obj is not None
+    assert obj.value == {f"m{i}-{j}": j for i in range(procs) for j in range(fields)}
+
+
+def test_merge_of_a_non_mapping_is_refused_and_changes_nothing(
+        swarm: memgang.Swarm, raw: redis.Redis, sub: Subscriber) -> None:
+    me = swarm.agent("a")
+    me.write("list", [1, 2])
+    me.write("map", {"a": 1})
+    sub.drain()
+    before = state_of(raw, swarm)
+    with pytest.raises(memgang.InvalidValue, match="mapping"):
+        me.write("map", [3], on_conflict="merge")
+    with pytest.raises(memgang.InvalidValue, match="not a mapping"):
+        me.write("list", {"b": 2}, on_conflict="merge")
+    assert state_of(raw, swarm) == before
+    assert sub.drain() == []
+
+
+def test_merge_past_the_size_bound_is_refused(url: str, raw: redis.Redis) -> None:
+    gang = memgang.connect(url, max_value_bytes=1000)
+    try:
+        me = gang.swarm(fresh_swarm_name()).agent("a")
+        me.write("m", {"a": "x" * 600})
+        with pytest.raises(memgang.InvalidValue, match="limit is 1000"):
+            me.write("m", {"b": "y" * 600}, on_conflict="merge")
+        obj = me.read("m")
+        assert obj is not None and obj.value == {"a": "x" * 600}
+    finally:
+        gang.close()
+
+
+def test_manual_keeps_the_losing_write_and_resolves(
+        swarm: memgang.Swarm, sub: Subscriber, gang: memgang.Gang) -> None:
+    a, b = swarm.agent("a"), swarm.agent("b")
+    base = a.write("global/doc", {"text": "v1"}, on_conflict="manual")
+    assert b.read("global/doc") is not None
+    winner = b.write("global/doc", {"text": "b's edit"}, on_conflict="manual")
+    with pytest.raises(memgang.ManualConflict) as err:
+        a.write("global/doc", {"text": "a's edit"}, on_conflict="manual")  # based on v1
+    assert err.value.current == winner.version and err.value.expected == base.version
+    obj = a.read("global/doc")
+    assert obj is not None and obj.value == {"text": "b's edit"}
+    conflicts = swarm.conflicts()
+    (entry,) = conflicts[base.key]
+    assert (entry.agent, entry.value, entry.id) == ("a", {"text": "a's edit"},
+                                                    err.value.conflict_id)
+    events = sub.drain()
+    assert [e["type"] for e in events] == ["memory_updated", "memory_updated",
+                                           "conflict_detected"]
+    resolved = a.resolve("global/doc", take=entry.id)
+    assert resolved is not None
+    obj = b.read("global/doc")
+    assert obj is not None and obj.value == {"text": "a's edit"}
+    assert swarm.conflicts() == {}
+    with pytest.raises(memgang.NotFound):
+        a.resolve("global/doc", keep_current=True)
+
+
+def test_manual_from_many_processes_applies_or_keeps_every_write(
+        swarm: memgang.Swarm, url: str) -> None:
+    procs, times = 4, 20
+    with SPAWN.Pool(procs) as pool:
+        lost = pool.starmap(_workers.manual_writes,
+                            [(url, swarm.name, f"w{i}", "global/doc", times)
+                             for i in range(procs)])
+    kept = sum(len(v) for v in swarm.conflicts().values())
+    assert kept == sum(lost)  # every losing write is kept, none silently dropped
+    raw_log = swarm.gang.client.xrange(swarm.keys.log)
+    updates = sum(1 for _, f in raw_log if b'"memory_updated"' in f[b"e"])
+    assert updates + kept == procs * times
+
+
+def test_resolve_with_a_value_of_your_own_and_keep_current(swarm: memgang.Swarm) -> None:
+    a, b = swarm.agent("a"), swarm.agent("b")
+    a.write("doc", 1, on_conflict="manual")
+    b.read("a/doc")
+    b.write("a/doc", 2, on_conflict="manual")
+    with pytest.raises(memgang.ManualConflict):
+        a.write("doc", 3, on_conflict="manual")
+    a.resolve("doc", value=23)
+    obj = a.read("doc")
+    assert obj is not None and obj.value == 23 and swarm.conflicts() == {}
+    with pytest.raises(memgang.ManualConflict):
+        b.write("a/doc", 4, on_conflict="manual", expected_version=1)
+    assert a.resolve("doc", keep_current=True) is not None
+    obj = a.read("doc")
+    assert obj is not None and obj.value == 23 and swarm.conflicts() == {}
+    with pytest.raises(memgang.InvalidValue, match="exactly one"):
+        a.resolve("doc", take="1", value=2)
+
+
+# -- access lists --------------------------------------------------------------------------
+
+def test_writable_by_and_readable_by_are_enforced(swarm: memgang.Swarm) -> None:
+    a, b = swarm.agent("a"), swarm.agent("b")
+    a.write("secret", {"k": 1}, writable_by=["a"], readable_by=["a"])
+    with pytest.raises(memgang.Forbidden) as err:
+        b.write("a/secret", {"k": 2})
+    assert err.value.allowed == ["a"]
+    with pytest.raises(memgang.Forbidden):
+        b.delete("a/secret")
+    with pytest.raises(memgang.Forbidden):
+        b.read("a/secret")
+    assert swarm.read_scope(reader="b") == []
+    obj = a.read("secret")
+    assert obj is not None and obj.value == {"k": 1}
+
+
+# -- events ----------------------------------------------------------------------------------
+
+def test_exactly_one_event_per_committed_write_and_none_for_refused(
+        swarm: memgang.Swarm, sub: Subscriber, raw: redis.Redis) -> None:
+    me = swarm.agent("a")
+    refs = [me.write(f"k{i}", i, group="g") for i in range(5)]
+    for bad in (lambda: me.write("k0", 9, expected_version=999),
+                lambda: me.write("k0", {"a": 1}, on_conflict="merge"),
+                lambda: me.write("k0", object())):
+        with pytest.raises(memgang.Error):
+            bad()
+    assert me.delete("k4")
+    assert not me.delete("k4")
+    events = sub.drain()
+    assert [(e["type"], e["key"], e["version"]) for e in events] == [
+        *(("memory_updated", r.key, r.version) for r in refs),
+        ("memory_deleted", refs[4].key, refs[4].version),
+    ]
+    log = raw.xrange(swarm.keys.log)
+    assert [eid.decode() for eid, _ in log] == [e["id"] for e in events]
+    first = orjson.loads(log[0][1][b"e"])
+    assert first == {k: v for k, v in events[0].items() if k != "id"}
+    assert first["scope"] == {"group": "g", "context": None} and first["agent"] == "a"
+
+
+def test_share_knowledge_fires_knowledge_shared(swarm: memgang.Swarm, sub: Subscriber) -> None:
+    eid = swarm.agent("a").share_knowledge("optimization_insight", {"tip": "cache", "n": [1]})
+    (event,) = sub.drain()
+    assert event == {"id": eid, "type": "knowledge_shared", "swarm": swarm.name, "key": None,
+                     "agent": "a", "version": 0, "ts": event["ts"],
+                     "topic": "optimization_insight", "value": {"tip": "cache", "n": [1]}}
+
+
+def test_script_flush_mid_run_operations_still_succeed(
+        swarm: memgang.Swarm, raw: redis.Redis) -> None:
+    me = swarm.agent("a")
+    me.write("x", 1)
+    raw.script_flush()
+    assert me.write("x", 2).version > 0
+    raw.script_flush()
+    obj = me.read("x")
+    assert obj is not None and obj.value == 2
+    raw.script_flush()
+    assert len(me.write_many({f"b{i}": i for i in range(10)})) == 10
+    raw.script_flush()
+    assert len(swarm.read_scope()) == 11
+    raw.script_flush()
+    assert me.delete("x")
+
+
+def test_write_many_pipelines_atomic_writes(swarm: memgang.Swarm, sub: Subscriber) -> None:
+    me = swarm.agent("a")
+    refs = me.write_many({f"k{i}": {"i": i} for i in range(50)}, group="batch")
+    assert [r.version for r in refs] == sorted(r.version for r in refs)
+    assert len(swarm.read_scope(group="batch")) == 50
+    assert len(sub.drain()) == 50
+    with pytest.raises(memgang.ConflictError):
+        me.write_many([("k1", 1), ("new", 2)], expected_version=0)
+    assert me.read("new") is not None  # the other write of the batch was kept
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bad", ["", "_sys", "a b", "a/b/c/d", "x{y}", "*", "q?", "[", "a\\b",
+                                 "tab\tx", "nl\n", "\x00"])
+def test_invalid_names_are_refused_before_reaching_redis(
+        swarm: memgang.Swarm, raw: redis.Redis, bad: str) -> None:
+    me = swarm.agent("a")
+    before = state_of(raw, swarm)
+    with pytest.raises(memgang.InvalidKey):
+        me.write(bad, 1)
+    with pytest.raises(memgang.InvalidKey):
+        me.write("ok", 1, group=bad if bad else "_")
+    assert state_of(raw, swarm) == before
+
+
+def test_invalid_agent_and_swarm_names(gang: memgang.Gang) -> None:
+    with pytest.raises(memgang.InvalidKey, match="forbidden character"):
+        gang.swarm("a}b")
+    with pytest.raises(memgang.InvalidKey, match="reserved"):
+        gang.swarm("ok").agent("_me")
+    with pytest.raises(memgang.InvalidKey, match="belongs to swarm"):
+        gang.swarm("one").agent("a").read("{two}/a/x")
+
+
+def test_keys_over_255_bytes_are_refused(swarm: memgang.Swarm, raw: redis.Redis) -> None:
+    me = swarm.agent("a")
+    room = 255 - len(f"{{{swarm.name}}}/a/".encode())
+    me.write("é" * (room // 2), 1)  # multi-byte: the limit is in bytes
+    before = state_of(raw, swarm)
+    with pytest.raises(memgang.InvalidKey, match="255 bytes"):
+        me.write("x" * (room + 1), 1)
+    with pytest.raises(memgang.InvalidKey, match="255 bytes"):
+        me.write("é" * (room // 2 + 1), 1)
+    assert state_of(raw, swarm) == before
+
+
+def test_values_over_the_bound_or_too_deep_or_unserializable(
+        url: str, raw: redis.Redis) -> None:
+    gang = memgang.connect(url, max_value_bytes=4096, max_depth=8)
+    try:
+        swarm = gang.swarm(fresh_swarm_name())
+        me = swarm.agent("a")
+        before = state_of(raw, swarm)
+        with pytest.raises(memgang.InvalidValue, match="limit is 4096"):
+            me.write("big", "x" * 5000)
+        deep: Any = 1
+        for _ in range(9):
+            deep = [deep]
+        with pytest.raises(memgang.InvalidValue, match="deeper than 8"):
+            me.write("deep", deep)
+        for bad in (object(), {1, 2}, {"when": time}, 2**70):
+            with pytest.raises(memgang.InvalidValue, match="msgpack"):
+                me.write("odd", bad)
+        with pytest.raises(memgang.InvalidValue, match="ttl_s"):
+            me.write("t", 1, ttl_s=-1)
+        with pytest.raises(memgang.InvalidValue, match="on_conflict"):
+            me.write("t", 1, on_conflict="newest")
+        with pytest.raises(memgang.InvalidValue, match="expected_version"):
+            me.write("t", 1, expected_version=-2)
+        assert state_of(raw, swarm) == before
+        me.write("fits", "x" * 4000)
+    finally:
+        gang.close()
+
+
+def test_a_value_written_by_another_tool_is_read_back_as_msgpack(
+        swarm: memgang.Swarm, raw: redis.Redis) -> None:
+    me = swarm.agent("a")
+    ref = me.write("x", {"a": 1})
+    assert msgpack.unpackb(raw.hget(ref.key, "v")) == {"a": 1}
+
+
+def test_memory_ref_parse_round_trip() -> None:
+    ref = memgang.MemoryRef("{s}/a/x", 7)
+    assert memgang.MemoryRef.parse(str(ref)) == ref
+    with pytest.raises(memgang.InvalidKey):
+        memgang.MemoryRef.parse("{s}/a/x")
+
+
+# -- async face ------------------------------------------------------------------------------
+
+def test_async_face_has_the_same_behaviour(url: str) -> None:
+    async def main() -> None:
+        gang = await memgang.aio.connect(url)
+        try:
+            swarm = gang.swarm(fresh_swarm_name())
+            me = swarm.agent("a")
+            ref = await me.write("x", {"a": 1}, group="g")
+            await swarm.agent("b").write("a/x", {"b": 2}, on_conflict="merge")
+            obj = await me.read(ref)
+            assert obj is not None and obj.value == {"a": 1, "b": 2} and obj.moved_on
+            with pytest.raises(memgang.ConflictError):
+                await me.write("x", 3, expected_version=ref.version)
+            assert [o.key for o in await swarm.read_scope(group="g")] == [ref.key]
+            results = await asyncio.gather(*(me.write(f"k{i}", i) for i in range(20)))
+            assert len({r.version for r in results}) == 20
+            assert await me.delete("x")
+        finally:
+            await gang.close()
+
+    asyncio.run(main())
+
+
+# -- connection ------------------------------------------------------------------------------
+
+def test_connect_refuses_unknown_scheme_and_hides_password() -> None:
+    with pytest.raises(memgang.Error, match="unsupported URL scheme"):
+        memgang.connect("http://localhost")
+    cfg = memgang.Config.from_url("redis://user:hunter2@localhost:6390/0")
+    assert "hunter2" not in repr(cfg) and "***" in repr(cfg)
+
+
+def test_connect_to_nothing_raises_connection_lost(tmp_path: Any) -> None:
+    with pytest.raises(memgang.ConnectionLost):
+        memgang.connect(f"unix://{tmp_path}/nobody.sock")
