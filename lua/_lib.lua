@@ -46,6 +46,7 @@ end
 -- so only the double quote needs escaping; cjson would also turn every '/' into '\/'.
 local function jstr(s)
   if not s then return 'null' end
+  if not string.find(s, '"', 1, true) then return '"' .. s .. '"' end
   return '"' .. string.gsub(s, '"', '\\"') .. '"'
 end
 
@@ -68,4 +69,19 @@ end
 local function json_or_null(s)
   if not s or s == '' then return 'null' end
   return jstr(s)
+end
+
+-- Ring a doorbell list: replace its content with `n` tokens (one per counted waiter, each
+-- BLPOPs one) that expire after `keep_ms` if nobody takes them. n = 0 rings nobody.
+local function ring(list_key, n, keep_ms)
+  redis.call('DEL', list_key)
+  if n < 1 then return end
+  local batch = {}
+  for i = 1, math.min(n, 100) do batch[i] = '1' end
+  while n > 0 do
+    local k = math.min(n, 100)
+    redis.call('RPUSH', list_key, unpack(batch, 1, k))
+    n = n - k
+  end
+  redis.call('PEXPIRE', list_key, keep_ms)
 end

@@ -136,12 +136,14 @@ local function map_header(n)
 end
 
 -- ---- read the current state ---------------------------------------------------------------
-local cur = redis.call('HMGET', obj, 'ver', 'agent', 'group', 'ctx', 'wb')
+local cur = redis.call('HMGET', obj, 'ver', 'agent', 'group', 'ctx', 'wb', 'df', 'exp')
 local cur_ver = tonumber(cur[1]) or 0
 local cur_writer = cur[2] or ''
 local cur_group = cur[3] or ''
 local cur_ctx = cur[4] or ''
 local cur_wb = cur[5] or ''
+local cur_df = cur[6]
+local cur_exp = cur[7]
 
 -- ---- checks, in order; nothing is written before all of them pass ------------------------
 
@@ -222,17 +224,20 @@ if ARGV[8] ~= '' then fields[#fields + 1] = 'tags'; fields[#fields + 1] = ARGV[8
 if ARGV[9] ~= '' then fields[#fields + 1] = 'rb'; fields[#fields + 1] = ARGV[9] end
 if ARGV[10] ~= '' then fields[#fields + 1] = 'wb'; fields[#fields + 1] = ARGV[10] end
 if ARGV[11] ~= '' then fields[#fields + 1] = 'df'; fields[#fields + 1] = ARGV[11] end
+if ARGV[5] ~= '' then fields[#fields + 1] = 'exp'; fields[#fields + 1] = '1' end
 redis.call('HSET', obj, unpack(fields))
-if ARGV[11] == '' and cur_ver > 0 then redis.call('HDEL', obj, 'df') end
+-- fields of the previous version that this one does not have (checked, not blindly sent)
+if ARGV[11] == '' and cur_df then redis.call('HDEL', obj, 'df') end
 if ARGV[5] ~= '' then redis.call('PEXPIRE', obj, ARGV[5])
-elseif cur_ver > 0 then redis.call('PERSIST', obj) end
+elseif cur_exp then redis.call('HDEL', obj, 'exp'); redis.call('PERSIST', obj) end
 
-redis.call('ZADD', KEYS[4], now, obj)
-redis.call('ZADD', KEYS[5], now, obj)
+-- indexes are scored by creation time (NX: an update does not reorder the skiplist)
+redis.call('ZADD', KEYS[4], 'NX', now, obj)
+redis.call('ZADD', KEYS[5], 'NX', now, obj)
 if move_writer then redis.call('ZREM', KEYS[8], obj) end
-if new_group ~= '' then redis.call('ZADD', KEYS[6], now, obj) end
+if new_group ~= '' then redis.call('ZADD', KEYS[6], 'NX', now, obj) end
 if move_group then redis.call('ZREM', KEYS[9], obj) end
-if new_ctx ~= '' then redis.call('ZADD', KEYS[7], now, obj) end
+if new_ctx ~= '' then redis.call('ZADD', KEYS[7], 'NX', now, obj) end
 if move_ctx then redis.call('ZREM', KEYS[10], obj) end
 
 -- resolve(): the conflicts this write settles are cleared in the same step

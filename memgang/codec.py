@@ -70,22 +70,29 @@ class Codec:
         return msgpack.unpackb(data, raw=False, strict_map_key=False)
 
     def _check_depth(self, value: Any, key: str | None) -> None:
-        # iterative walk over containers only; scalars cost nothing
-        stack: list[tuple[Any, int]] = [(value, 1)]
-        limit = self.max_depth
-        while stack:
-            item, depth = stack.pop()
-            if isinstance(item, Mapping):
-                children: Any = item.values()
-            elif isinstance(item, (list, tuple)):
-                children = item
-            else:
-                continue
-            if depth > limit:
-                where = f" for {key}" if key else ""
-                raise InvalidValue(f"value{where} is nested deeper than {limit} levels", key=key)
-            stack.extend((child, depth + 1) for child in children
-                         if not isinstance(child, _SCALARS))
+        if _depth_exceeds(value, self.max_depth):
+            where = f" for {key}" if key else ""
+            raise InvalidValue(f"value{where} is nested deeper than {self.max_depth} levels",
+                               key=key)
+
+
+_SCALAR_TYPES = frozenset({str, int, float, bool, bytes, type(None)})
+
+
+def _depth_exceeds(value: Any, budget: int) -> bool:
+    """True if containers nest more than ``budget`` levels (scalars cost one type check)."""
+    if type(value) in _SCALAR_TYPES:
+        return False
+    if budget <= 0:
+        return isinstance(value, (Mapping, list, tuple))
+    if isinstance(value, Mapping):
+        children: Any = value.values()
+    elif isinstance(value, (list, tuple)):
+        children = value
+    else:
+        return False
+    return any(_depth_exceeds(child, budget - 1) for child in children
+               if type(child) not in _SCALAR_TYPES)
 
 
 def dumps_json(obj: Any) -> bytes:

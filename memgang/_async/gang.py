@@ -6,18 +6,21 @@ This file is the single implementation; ``memgang/_sync/gang.py`` is generated f
 
 from __future__ import annotations
 
+import contextlib
+import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import redis.exceptions
 
 from .. import scripts
-from .._backends import AsyncRedis, AsyncScript
+from .._backends import AsyncFunc, AsyncRedis, AsyncScript, AsyncThunk, P
 from ..codec import Codec, dumps_json
 from ..config import Config
 from ..errors import ConnectionLost, Error, InvalidKey, InvalidValue, NotFound, ScriptError
 from ..keys import SwarmKeys, validate_name
+from ..memo import default_agent
 from ..memory import (
     Conflict,
     MemoryObject,
@@ -32,10 +35,13 @@ from ..memory import (
     scope_index_keys,
     target,
 )
+from ..metrics import Stats, parse_hash
 from ..server import EmbeddedServer
+from . import memo as _memo
 
 _SCOPE_CACHE = 4096
 _RETRIES = 4
+T = TypeVar("T")
 
 
 async def connect(url: str | None = None, *, config: Config | None = None,
@@ -81,6 +87,8 @@ class Gang:
         self.scripts: dict[str, AsyncScript] = {
             name: client.register_script(src) for name, src in scripts.sources().items()
         }
+        # agents whose unflushed counters close() sends before the connection goes
+        self.members: weakref.WeakSet[AgentMemory] = weakref.WeakSet()
 
     @property
     def url(self) -> str:
@@ -104,6 +112,9 @@ class Gang:
     async def close(self) -> None:
         """Close the connections (and stop the embedded server this Gang started)."""
         try:
+            for member in list(self.members):
+                with contextlib.suppress(Error):
+                    await member.flush_stats()
             await self.client.aclose()
         finally:
             if self.server is not None:
@@ -141,8 +152,12 @@ class Swarm:
     async def read_scope(self, agent: str | None = None, group: str | None = None,
                          context: str | None = None, *, limit: int | None = None,
                          reader: str = "") -> list[MemoryObject]:
-        """Objects written by ``agent`` and in ``group`` and in ``context`` (any given),
-        newest first. Index entries of objects that expired are pruned on the way."""
+        """Objects last written by ``agent``, in ``group`` and in ``context`` (those given),
+        most recently updated first; ``limit`` keeps the N most recently created.
+
+        Index entries of objects that expired or were deleted by other tools are pruned on
+        the way. Objects this reader may not see (readable_by, exclusive locks) are left out.
+        """
         idx = scope_index_keys(self.keys, agent=agent, group=group, context=context)
         client = self.gang.client
         try:
@@ -188,6 +203,25 @@ class Swarm:
                 out[full] = entries
         return out
 
+    def shared(self, ttl_s: float | None = None, *, agent: str | None = None,
+               **options: Any) -> Callable[[AsyncFunc[P, T]], AsyncFunc[P, T]]:
+        """Decorator: calls with the same arguments are computed once across the swarm
+        (see :meth:`AgentMemory.compute_once`), as ``agent`` (default: ``proc-<pid>``)."""
+        return self.agent(agent or default_agent()).shared(ttl_s=ttl_s, **options)
+
+    async def stats(self) -> dict[str, dict[str, int]]:
+        """Every agent's counters (reads, writes, hits, waits, ...) as kept in Redis."""
+        client = self.gang.client
+        try:
+            names = sorted(m.decode() for m in await client.smembers(self.keys.stats_index))
+            async with client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hgetall(self.keys.stats(name))
+                rows = await pipe.execute()
+        except redis.exceptions.RedisError as exc:
+            raise ConnectionLost(f"reading the stats of {self.name} failed: {exc}") from exc
+        return {name: parse_hash(row) for name, row in zip(names, rows, strict=True)}
+
     def __repr__(self) -> str:
         return f"Swarm({self.name!r})"
 
@@ -209,6 +243,41 @@ class AgentMemory:
         self.name = validate_name(name, "agent")
         # what this agent last saw of a key: (version, scope); bounded, oldest dropped first
         self._seen: OrderedDict[str, tuple[int, Scope]] = OrderedDict()
+        self.stats = Stats()  # counters, flushed to {swarm}/_stats/<name> (memgang.metrics)
+        self.gang.members.add(self)
+
+    async def count(self, counter: str, n: int = 1) -> None:
+        """Add ``n`` to one of this agent's counters; flushes them at most once a second."""
+        if self.stats.incr(counter, n):
+            await self.flush_stats()
+
+    async def flush_stats(self) -> None:
+        """Send the counters not yet in Redis, in one pipelined round trip."""
+        pending = self.stats.take()
+        if not pending:
+            return
+        ks = self.swarm.keys
+        try:
+            async with self.gang.client.pipeline(transaction=False) as pipe:
+                pipe.sadd(ks.stats_index, self.name)
+                for counter, n in pending.items():
+                    pipe.hincrby(ks.stats(self.name), counter, n)
+                await pipe.execute()
+        except redis.exceptions.RedisError as exc:
+            self.stats.put_back(pending)
+            raise ConnectionLost(f"flushing the stats of {self.name} failed: {exc}") from exc
+
+    async def compute_once(self, name: str, inputs: Any, fn: AsyncThunk[T], **options: Any
+                           ) -> T:
+        """``fn()``, computed once across the swarm for (``name``, ``inputs``): reused if
+        stored, awaited if another agent computes it now. See :func:`memgang.memo`'s shell
+        ``compute_once`` for ``ttl_s``, ``lease_s``, ``on_error``, ``wait``, ``timeout_s``."""
+        return await _memo.compute_once(self, name, inputs, fn, **options)
+
+    def shared(self, ttl_s: float | None = None, **options: Any
+               ) -> Callable[[AsyncFunc[P, T]], AsyncFunc[P, T]]:
+        """Decorator form of :meth:`compute_once`, keyed by the function and its arguments."""
+        return _memo.shared(self, ttl_s=ttl_s, **options)
 
     def _remember(self, key: str, version: int, scope: Scope) -> None:
         self._seen[key] = (version, scope)
@@ -263,6 +332,7 @@ class AgentMemory:
                 old = prev or Scope()
                 self._remember(k.full, outcome.version,
                                Scope(self.name, group or old.group, context or old.context))
+                await self.count("writes")
                 return outcome
             plan.retarget(outcome)
             prev = outcome
@@ -305,6 +375,7 @@ class AgentMemory:
                 outcome = MemoryRef(plan.key.full, 0)
             refs.append(outcome)
             if outcome.version:
+                self.stats.incr("writes")
                 self._remember(plan.key.full, outcome.version,
                                Scope(self.name, options.get("group") or "",
                                      options.get("context") or ""))
@@ -322,6 +393,7 @@ class AgentMemory:
         if obj is not None:
             self._remember(obj.key, obj.version,
                            Scope(obj.agent, obj.group or "", obj.context or ""))
+        await self.count("reads")
         return obj
 
     async def delete(self, key: str | MemoryRef, *, expected_version: int | None = None,

@@ -1,0 +1,252 @@
+"""Write and read throughput: memgang beside raw redis-py HSET / HGETALL of the same data.
+
+    python -m benchmarks.throughput [--json] [--seconds S] [--quick] [--url URL]
+
+Each row runs memgang and its raw peer alternately, ``--rounds`` times each, on the same
+private redis-server, and keeps each one's median: a ratio of two figures from one run on
+one machine, never an absolute time on its own.
+
+- write: ``me.write(key, value, group=...)`` (value + metadata, version, indexes, event
+  PUBLISH and log XADD, one Lua script) against ``HSET key v <msgpack> agent .. group ..``
+  of the same fields, then ``msgpack`` packing on both sides.
+- read: ``me.read(key)`` (a Lua script honouring access lists and locks, decoding to a
+  MemoryObject) against ``HGETALL`` + msgpack decoding of the same hash.
+- write_many: pipelined batches against pipelined HSETs of the same batches.
+Single client, and 4 processes started at the same instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import msgpack
+import orjson
+import redis
+
+import memgang
+from memgang.server import EmbeddedServer
+
+VALUE = {
+    "text": "The reducer merges every summary by reference instead of copying it. " * 3,
+    "score": 0.87,
+    "tags": ["summary", "draft", "chunk-7"],
+    "n": 42,
+}
+KEYSPACE = 1000  # objects cycled through, so reads hit existing keys
+BATCH = 200
+
+
+@dataclass
+class Row:
+    op: str
+    clients: int
+    memgang_ops_s: float
+    raw_ops_s: float
+    target: float | None
+
+    @property
+    def ratio(self) -> float:
+        return self.memgang_ops_s / self.raw_ops_s if self.raw_ops_s else 0.0
+
+
+# -- one client's loops: (url, swarm, seconds) -> ops done ---------------------------------
+
+def _memgang_write(url: str, swarm: str, seconds: float, wid: int) -> int:
+    gang = memgang.connect(url)
+    me = gang.swarm(swarm).agent(f"w{wid}")
+    n = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(50):
+            me.write(f"k{n % KEYSPACE}", VALUE, group="bench")
+            n += 1
+    gang.close()
+    return n
+
+
+def _raw_write(url: str, swarm: str, seconds: float, wid: int) -> int:
+    client = redis.Redis.from_url(url)
+    agent = f"w{wid}"
+    n = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(50):
+            client.hset(f"raw:{swarm}:{agent}:{n % KEYSPACE}", mapping={
+                "v": msgpack.packb(VALUE), "agent": agent, "group": "bench"})
+            n += 1
+    client.close()
+    return n
+
+
+def _memgang_read(url: str, swarm: str, seconds: float, wid: int) -> int:
+    gang = memgang.connect(url)
+    me = gang.swarm(swarm).agent(f"w{wid}")
+    me.write_many({f"r{i}": VALUE for i in range(KEYSPACE)}, group="bench")
+    n = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(50):
+            obj = me.read(f"r{n % KEYSPACE}")
+            assert obj is not None
+            n += 1
+    gang.close()
+    return n
+
+
+def _raw_read(url: str, swarm: str, seconds: float, wid: int) -> int:
+    client = redis.Redis.from_url(url)
+    agent = f"w{wid}"
+    with client.pipeline(transaction=False) as pipe:
+        for i in range(KEYSPACE):
+            pipe.hset(f"raw:{swarm}:{agent}:r{i}", mapping={
+                "v": msgpack.packb(VALUE), "agent": agent, "group": "bench"})
+        pipe.execute()
+    n = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(50):
+            fields = client.hgetall(f"raw:{swarm}:{agent}:r{n % KEYSPACE}")
+            msgpack.unpackb(fields[b"v"])
+            n += 1
+    client.close()
+    return n
+
+
+def _memgang_batch(url: str, swarm: str, seconds: float, wid: int) -> int:
+    gang = memgang.connect(url)
+    me = gang.swarm(swarm).agent(f"w{wid}")
+    n = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        me.write_many([(f"b{(n + i) % KEYSPACE}", VALUE) for i in range(BATCH)], group="bench")
+        n += BATCH
+    gang.close()
+    return n
+
+
+def _raw_batch(url: str, swarm: str, seconds: float, wid: int) -> int:
+    client = redis.Redis.from_url(url)
+    agent = f"w{wid}"
+    n = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(BATCH):
+                pipe.hset(f"raw:{swarm}:{agent}:b{(n + i) % KEYSPACE}", mapping={
+                    "v": msgpack.packb(VALUE), "agent": agent, "group": "bench"})
+            pipe.execute()
+        n += BATCH
+    client.close()
+    return n
+
+
+Loop = Callable[[str, str, float, int], int]
+LOOPS: dict[str, tuple[Loop, Loop]] = {
+    "write": (_memgang_write, _raw_write),
+    "read": (_memgang_read, _raw_read),
+    "write_many": (_memgang_batch, _raw_batch),
+}
+TARGETS = {"write": 0.7, "read": 0.8, "write_many": None}
+
+
+def _worker(loop: Loop, url: str, swarm: str, seconds: float, wid: int,
+            barrier: Any, out: Any) -> None:
+    barrier.wait()
+    out.put(loop(url, swarm, seconds, wid))
+
+
+def measure(loop: Loop, url: str, clients: int, seconds: float, tag: str) -> float:
+    """ops/s of ``loop`` run by ``clients`` processes started together (1: in-process)."""
+    swarm = f"bench-{tag}-{time.monotonic_ns()}"
+    if clients == 1:
+        start = time.perf_counter()
+        n = loop(url, swarm, seconds, 0)
+        return n / (time.perf_counter() - start)
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(clients + 1)
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(loop, url, swarm, seconds, i, barrier, out))
+             for i in range(clients)]
+    for p in procs:
+        p.start()
+    barrier.wait()
+    start = time.perf_counter()
+    total = sum(out.get(timeout=seconds + 120) for _ in procs)
+    elapsed = time.perf_counter() - start
+    for p in procs:
+        p.join(30)
+    return total / elapsed
+
+
+def run(url: str, seconds: float, rounds: int, ops: list[str], clients: list[int]) -> list[Row]:
+    rows = []
+    for op in ops:
+        mine, peer = LOOPS[op]
+        for c in clients:
+            m_runs, r_runs = [], []
+            for r in range(rounds):
+                r_runs.append(measure(peer, url, c, seconds, f"{op}-raw-{r}"))
+                m_runs.append(measure(mine, url, c, seconds, f"{op}-mg-{r}"))
+            rows.append(Row(op, c, statistics.median(m_runs), statistics.median(r_runs),
+                            TARGETS[op]))
+            redis.Redis.from_url(url).flushall()
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    head = f"{'operation':<12}{'clients':>8}{'memgang ops/s':>15}{'raw ops/s':>12}" \
+           f"{'ratio':>8}{'target':>9}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        target = f">={r.target:.2f}" if r.target else "-"
+        lines.append(f"{r.op:<12}{r.clients:>8}{r.memgang_ops_s:>15,.0f}{r.raw_ops_s:>12,.0f}"
+                     f"{r.ratio:>8.2f}{target:>9}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="benchmark this server (default: a private one)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating runs per side")
+    parser.add_argument("--quick", action="store_true", help="0.3 s, 1 round (CI smoke)")
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument("--ops", default="write,read,write_many")
+    parser.add_argument("--clients", default="1,4")
+    args = parser.parse_args(argv)
+    seconds, rounds = (0.3, 1) if args.quick else (args.seconds, args.rounds)
+    ops = args.ops.split(",")
+    for op in ops:
+        if op not in LOOPS:
+            parser.error(f"unknown op {op!r}; choose from {', '.join(LOOPS)}")
+    clients = [int(c) for c in args.clients.split(",")]
+    server = None
+    url = args.url
+    if url is None:
+        server = EmbeddedServer().start()
+        url = server.url
+    try:
+        rows = run(url, seconds, rounds, ops, clients)
+    finally:
+        if server is not None:
+            server.stop()
+    if args.json:
+        sys.stdout.write(orjson.dumps([{**asdict(r), "ratio": r.ratio} for r in rows]).decode()
+                         + "\n")
+    else:
+        print(f"throughput: {seconds}s x {rounds} alternating rounds per side, median; "
+              f"value {len(msgpack.packb(VALUE))} bytes msgpack; batches of {BATCH}")
+        print(table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
