@@ -199,5 +199,17 @@ def server(port: int | None, unix_path: str | None, data_dir: str | None, aof: b
 
 
 # Each concern's commands live in their own module and add themselves to `main`.
-from . import cli_demo  # noqa: E402,F401
+COMMAND_MODULES = (
+    "cli_dashboard",
+    "cli_demo",
+)
 
+
+def _load_commands() -> None:
+    import importlib
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(f"memgang.{name}")
+
+
+_load_commands()
