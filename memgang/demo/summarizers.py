@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from ..errors import Error
+
 if TYPE_CHECKING:
     import httpx
 
@@ -59,7 +61,7 @@ class Summarizer(Protocol):
         ...
 
 
-class SummarizerError(Exception):
+class SummarizerError(Error):
     """A summarizer could not produce a summary.
 
     ``url``, ``status`` and ``body`` (an excerpt of the reply) are set when they are known;
@@ -80,7 +82,7 @@ class SummarizerError(Exception):
         self.body = body
 
 
-class MissingDependencyError(ImportError):
+class MissingDependencyError(Error, ImportError):
     """An optional dependency is missing; the message says exactly what to run."""
 
 
