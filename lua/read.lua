@@ -13,7 +13,7 @@
 --   {5, readable_by_json}     the reader is not in readable_by
 
 local f = redis.call('HMGET', KEYS[1], 'v', 'ver', 'agent', 'ctime', 'mtime', 'hash', 'group',
-                     'ctx', 'tags', 'rb', 'wb', 'df')
+                     'ctx', 'tags', 'rb', 'wb', 'df', 'exp')
 if not f[2] then return {9} end
 local refusal = acl_refusal(f[10], ARGV[1])
 if refusal then return refusal end
@@ -23,5 +23,6 @@ if redis.call('EXISTS', KEYS[2]) == 1 then
 end
 local out = {0}
 for i = 1, 12 do out[i + 1] = f[i] end
-out[14] = redis.call('PTTL', KEYS[1])
+-- 'exp' marks objects written with a TTL: only those need a PTTL call
+out[14] = f[13] and redis.call('PTTL', KEYS[1]) or -1
 return out
