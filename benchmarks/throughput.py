@@ -58,6 +58,7 @@ class Row:
 
 # -- one client's loops: (url, swarm, seconds) -> ops done ---------------------------------
 
+
 def _memgang_write(url: str, swarm: str, seconds: float, wid: int) -> int:
     gang = memgang.connect(url)
     me = gang.swarm(swarm).agent(f"w{wid}")
@@ -78,8 +79,10 @@ def _raw_write(url: str, swarm: str, seconds: float, wid: int) -> int:
     deadline = time.perf_counter() + seconds
     while time.perf_counter() < deadline:
         for _ in range(50):
-            client.hset(f"raw:{swarm}:{agent}:{n % KEYSPACE}", mapping={
-                "v": msgpack.packb(VALUE), "agent": agent, "group": "bench"})
+            client.hset(
+                f"raw:{swarm}:{agent}:{n % KEYSPACE}",
+                mapping={"v": msgpack.packb(VALUE), "agent": agent, "group": "bench"},
+            )
             n += 1
     client.close()
     return n
@@ -105,8 +108,10 @@ def _raw_read(url: str, swarm: str, seconds: float, wid: int) -> int:
     agent = f"w{wid}"
     with client.pipeline(transaction=False) as pipe:
         for i in range(KEYSPACE):
-            pipe.hset(f"raw:{swarm}:{agent}:r{i}", mapping={
-                "v": msgpack.packb(VALUE), "agent": agent, "group": "bench"})
+            pipe.hset(
+                f"raw:{swarm}:{agent}:r{i}",
+                mapping={"v": msgpack.packb(VALUE), "agent": agent, "group": "bench"},
+            )
         pipe.execute()
     n = 0
     deadline = time.perf_counter() + seconds
@@ -139,8 +144,10 @@ def _raw_batch(url: str, swarm: str, seconds: float, wid: int) -> int:
     while time.perf_counter() < deadline:
         with client.pipeline(transaction=False) as pipe:
             for i in range(BATCH):
-                pipe.hset(f"raw:{swarm}:{agent}:b{(n + i) % KEYSPACE}", mapping={
-                    "v": msgpack.packb(VALUE), "agent": agent, "group": "bench"})
+                pipe.hset(
+                    f"raw:{swarm}:{agent}:b{(n + i) % KEYSPACE}",
+                    mapping={"v": msgpack.packb(VALUE), "agent": agent, "group": "bench"},
+                )
             pipe.execute()
         n += BATCH
     client.close()
@@ -156,8 +163,9 @@ LOOPS: dict[str, tuple[Loop, Loop]] = {
 TARGETS = {"write": 0.7, "read": 0.8, "write_many": None}
 
 
-def _worker(loop: Loop, url: str, swarm: str, seconds: float, wid: int,
-            barrier: Any, out: Any) -> None:
+def _worker(
+    loop: Loop, url: str, swarm: str, seconds: float, wid: int, barrier: Any, out: Any
+) -> None:
     barrier.wait()
     out.put(loop(url, swarm, seconds, wid))
 
@@ -172,8 +180,10 @@ def measure(loop: Loop, url: str, clients: int, seconds: float, tag: str) -> flo
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(clients + 1)
     out = ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(loop, url, swarm, seconds, i, barrier, out))
-             for i in range(clients)]
+    procs = [
+        ctx.Process(target=_worker, args=(loop, url, swarm, seconds, i, barrier, out))
+        for i in range(clients)
+    ]
     for p in procs:
         p.start()
     barrier.wait()
@@ -194,26 +204,32 @@ def run(url: str, seconds: float, rounds: int, ops: list[str], clients: list[int
             for r in range(rounds):
                 r_runs.append(measure(peer, url, c, seconds, f"{op}-raw-{r}"))
                 m_runs.append(measure(mine, url, c, seconds, f"{op}-mg-{r}"))
-            rows.append(Row(op, c, statistics.median(m_runs), statistics.median(r_runs),
-                            TARGETS[op]))
+            rows.append(
+                Row(op, c, statistics.median(m_runs), statistics.median(r_runs), TARGETS[op])
+            )
             redis.Redis.from_url(url).flushall()
     return rows
 
 
 def table(rows: list[Row]) -> str:
-    head = f"{'operation':<12}{'clients':>8}{'memgang ops/s':>15}{'raw ops/s':>12}" \
-           f"{'ratio':>8}{'target':>9}"
+    head = (
+        f"{'operation':<12}{'clients':>8}{'memgang ops/s':>15}{'raw ops/s':>12}"
+        f"{'ratio':>8}{'target':>9}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         target = f">={r.target:.2f}" if r.target else "-"
-        lines.append(f"{r.op:<12}{r.clients:>8}{r.memgang_ops_s:>15,.0f}{r.raw_ops_s:>12,.0f}"
-                     f"{r.ratio:>8.2f}{target:>9}")
+        lines.append(
+            f"{r.op:<12}{r.clients:>8}{r.memgang_ops_s:>15,.0f}{r.raw_ops_s:>12,.0f}"
+            f"{r.ratio:>8.2f}{target:>9}"
+        )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", help="benchmark this server (default: a private one)")
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="alternating runs per side")
@@ -239,11 +255,14 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             server.stop()
     if args.json:
-        sys.stdout.write(orjson.dumps([{**asdict(r), "ratio": r.ratio} for r in rows]).decode()
-                         + "\n")
+        sys.stdout.write(
+            orjson.dumps([{**asdict(r), "ratio": r.ratio} for r in rows]).decode() + "\n"
+        )
     else:
-        print(f"throughput: {seconds}s x {rounds} alternating rounds per side, median; "
-              f"value {len(msgpack.packb(VALUE))} bytes msgpack; batches of {BATCH}")
+        print(
+            f"throughput: {seconds}s x {rounds} alternating rounds per side, median; "
+            f"value {len(msgpack.packb(VALUE))} bytes msgpack; batches of {BATCH}"
+        )
         print(table(rows))
     return 0
 
