@@ -188,7 +188,7 @@ def measure(loop: Loop, url: str, clients: int, seconds: float, tag: str) -> flo
         p.start()
     barrier.wait()
     start = time.perf_counter()
-    total = sum(out.get(timeout=seconds + 120) for _ in procs)
+    total: int = sum(out.get(timeout=seconds + 120) for _ in procs)
     elapsed = time.perf_counter() - start
     for p in procs:
         p.join(30)
