@@ -56,102 +56,99 @@ class Row:
         return self.memgang_ops_s / self.raw_ops_s if self.raw_ops_s else 0.0
 
 
-# -- one client's loops: (url, swarm, seconds) -> ops done ---------------------------------
+# -- one client's loops: (url, swarm, seconds, worker id) -> ops done -----------------------
+
+
+def _timed(seconds: float, step: Callable[[int], int]) -> int:
+    """Call ``step(ops_so_far)`` (which returns the ops it did) until ``seconds`` pass."""
+    n = 0
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        n += step(n)
+    return n
+
+
+def _fields(agent: str) -> dict[str, Any]:
+    """The raw peer stores the same value and scope fields memgang does."""
+    return {"v": msgpack.packb(VALUE), "agent": agent, "group": "bench"}
 
 
 def _memgang_write(url: str, swarm: str, seconds: float, wid: int) -> int:
-    gang = memgang.connect(url)
-    me = gang.swarm(swarm).agent(f"w{wid}")
-    n = 0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        for _ in range(50):
+    with memgang.connect(url) as gang:
+        me = gang.swarm(swarm).agent(f"w{wid}")
+
+        def step(n: int) -> int:
             me.write(f"k{n % KEYSPACE}", VALUE, group="bench")
-            n += 1
-    gang.close()
-    return n
+            return 1
+
+        return _timed(seconds, step)
 
 
 def _raw_write(url: str, swarm: str, seconds: float, wid: int) -> int:
-    client = redis.Redis.from_url(url)
-    agent = f"w{wid}"
-    n = 0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        for _ in range(50):
-            client.hset(
-                f"raw:{swarm}:{agent}:{n % KEYSPACE}",
-                mapping={"v": msgpack.packb(VALUE), "agent": agent, "group": "bench"},
-            )
-            n += 1
-    client.close()
-    return n
+    with redis.Redis.from_url(url) as client:
+        agent = f"w{wid}"
+
+        def step(n: int) -> int:
+            client.hset(f"raw:{swarm}:{agent}:{n % KEYSPACE}", mapping=_fields(agent))
+            return 1
+
+        return _timed(seconds, step)
 
 
 def _memgang_read(url: str, swarm: str, seconds: float, wid: int) -> int:
-    gang = memgang.connect(url)
-    me = gang.swarm(swarm).agent(f"w{wid}")
-    me.write_many({f"r{i}": VALUE for i in range(KEYSPACE)}, group="bench")
-    n = 0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        for _ in range(50):
-            obj = me.read(f"r{n % KEYSPACE}")
-            assert obj is not None
-            n += 1
-    gang.close()
-    return n
+    with memgang.connect(url) as gang:
+        me = gang.swarm(swarm).agent(f"w{wid}")
+        me.write_many({f"r{i}": VALUE for i in range(KEYSPACE)}, group="bench")
+
+        def step(n: int) -> int:
+            if me.read(f"r{n % KEYSPACE}") is None:
+                raise RuntimeError("benchmark object vanished")
+            return 1
+
+        return _timed(seconds, step)
 
 
 def _raw_read(url: str, swarm: str, seconds: float, wid: int) -> int:
-    client = redis.Redis.from_url(url)
-    agent = f"w{wid}"
-    with client.pipeline(transaction=False) as pipe:
-        for i in range(KEYSPACE):
-            pipe.hset(
-                f"raw:{swarm}:{agent}:r{i}",
-                mapping={"v": msgpack.packb(VALUE), "agent": agent, "group": "bench"},
-            )
-        pipe.execute()
-    n = 0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        for _ in range(50):
+    with redis.Redis.from_url(url) as client:
+        agent = f"w{wid}"
+        with client.pipeline(transaction=False) as pipe:
+            for i in range(KEYSPACE):
+                pipe.hset(f"raw:{swarm}:{agent}:r{i}", mapping=_fields(agent))
+            pipe.execute()
+
+        def step(n: int) -> int:
             fields = client.hgetall(f"raw:{swarm}:{agent}:r{n % KEYSPACE}")
             msgpack.unpackb(fields[b"v"])
-            n += 1
-    client.close()
-    return n
+            return 1
+
+        return _timed(seconds, step)
 
 
 def _memgang_batch(url: str, swarm: str, seconds: float, wid: int) -> int:
-    gang = memgang.connect(url)
-    me = gang.swarm(swarm).agent(f"w{wid}")
-    n = 0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        me.write_many([(f"b{(n + i) % KEYSPACE}", VALUE) for i in range(BATCH)], group="bench")
-        n += BATCH
-    gang.close()
-    return n
+    with memgang.connect(url) as gang:
+        me = gang.swarm(swarm).agent(f"w{wid}")
+
+        def step(n: int) -> int:
+            me.write_many([(f"b{(n + i) % KEYSPACE}", VALUE) for i in range(BATCH)],
+                          group="bench")
+            return BATCH
+
+        return _timed(seconds, step)
 
 
 def _raw_batch(url: str, swarm: str, seconds: float, wid: int) -> int:
-    client = redis.Redis.from_url(url)
-    agent = f"w{wid}"
-    n = 0
-    deadline = time.perf_counter() + seconds
-    while time.perf_counter() < deadline:
-        with client.pipeline(transaction=False) as pipe:
-            for i in range(BATCH):
-                pipe.hset(
-                    f"raw:{swarm}:{agent}:b{(n + i) % KEYSPACE}",
-                    mapping={"v": msgpack.packb(VALUE), "agent": agent, "group": "bench"},
-                )
-            pipe.execute()
-        n += BATCH
-    client.close()
-    return n
+    with redis.Redis.from_url(url) as client:
+        agent = f"w{wid}"
+
+        def step(n: int) -> int:
+            with client.pipeline(transaction=False) as pipe:
+                for i in range(BATCH):
+                    pipe.hset(f"raw:{swarm}:{agent}:b{(n + i) % KEYSPACE}",
+                              mapping=_fields(agent))
+                pipe.execute()
+            return BATCH
+
+        return _timed(seconds, step)
 
 
 Loop = Callable[[str, str, float, int], int]
