@@ -5,21 +5,18 @@
 -- KEYS[1]  the object hash                  {s}/space/id
 -- KEYS[2]  the swarm's event log (stream)   {s}/_log
 -- KEYS[3]  index of all objects             {s}/_idx/all
--- KEYS[4]  index of the object's writer     {s}/_idx/agent/<ARGV[4]>
--- KEYS[5]  index of the object's group      {s}/_idx/group/<ARGV[5]>   (ignored if "")
--- KEYS[6]  index of the object's context    {s}/_idx/context/<ARGV[6]> (ignored if "")
+-- KEYS[4]  index by writer  ("<agent>\0<key>" members)    {s}/_idx/agent
+-- KEYS[5]  index by group   ("<group>\0<key>" members)    {s}/_idx/group
+-- KEYS[6]  index by context ("<context>\0<key>" members)  {s}/_idx/context
 -- KEYS[7]  lock holders of this key         {s}/_lock/space/id
 -- KEYS[8]  newest fencing token of the key  {s}/_fence/space/id
 --
 -- ARGV[1]  deleting agent
 -- ARGV[2]  expected version ("" = any)
 -- ARGV[3]  fencing token ("" = none)
--- ARGV[4]  writer the caller believes the object has
--- ARGV[5]  group the caller believes ("" = none)
--- ARGV[6]  context the caller believes ("" = none)
--- ARGV[7]  approximate max length of the event log
--- ARGV[8]  swarm name
--- ARGV[9]  event channel
+-- ARGV[4]  approximate max length of the event log
+-- ARGV[5]  swarm name
+-- ARGV[6]  event channel
 --
 -- Returns one of
 --   {0, version, event_id}      deleted
@@ -28,7 +25,6 @@
 --   {3, holder, mode}           locked by someone else
 --   {4, newest_token}           stale fencing token
 --   {5, writable_by_json}       not in writable_by
---   {6, writer, group, context} the caller's idea of the scope was wrong: retry with these
 
 local obj = KEYS[1]
 local agent = ARGV[1]
@@ -40,18 +36,15 @@ local refusal = acl_refusal(f[5], agent) or fence_refusal(KEYS[8], ARGV[3])
   or lock_refusal(KEYS[7], agent, ARGV[3], now, {write = true, exclusive = true})
 if refusal then return refusal end
 if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= ver then return {1, ver} end
-local writer, group, ctx = f[2] or '', f[3] or '', f[4] or ''
-if writer ~= ARGV[4] or group ~= ARGV[5] or ctx ~= ARGV[6] then
-  return {6, writer, group, ctx}
-end
 
+local writer, group, ctx = f[2] or '', f[3] or '', f[4] or ''
 redis.call('DEL', obj)
 redis.call('ZREM', KEYS[3], obj)
-redis.call('ZREM', KEYS[4], obj)
-if group ~= '' then redis.call('ZREM', KEYS[5], obj) end
-if ctx ~= '' then redis.call('ZREM', KEYS[6], obj) end
+if writer ~= '' then redis.call('ZREM', KEYS[4], writer .. '\0' .. obj) end
+if group ~= '' then redis.call('ZREM', KEYS[5], group .. '\0' .. obj) end
+if ctx ~= '' then redis.call('ZREM', KEYS[6], ctx .. '\0' .. obj) end
 local extra = ',"scope":{"group":' .. json_or_null(group) .. ',"context":'
   .. json_or_null(ctx) .. '}'
-local id = emit(KEYS[2], ARGV[7], ARGV[9],
-                event_body('memory_deleted', ARGV[8], obj, agent, ver, now, extra))
+local id = emit(KEYS[2], ARGV[4], ARGV[6],
+                event_body('memory_deleted', ARGV[5], obj, agent, ver, now, extra))
 return {0, ver, id}

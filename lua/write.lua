@@ -5,17 +5,18 @@
 -- KEYS[1]  the object hash                  {s}/space/id
 -- KEYS[2]  the swarm's version counter      {s}/_seq
 -- KEYS[3]  the swarm's event log (stream)   {s}/_log
--- KEYS[4]  index of all objects (zset)      {s}/_idx/all
--- KEYS[5]  index of the writing agent       {s}/_idx/agent/<writer>
--- KEYS[6]  index of the new group           {s}/_idx/group/<g>   (ignored if ARGV[6] == "")
--- KEYS[7]  index of the new context         {s}/_idx/context/<c> (ignored if ARGV[7] == "")
--- KEYS[8]  index of the previous writer     (ignored unless the writer changes)
--- KEYS[9]  index of the previous group      (ignored unless the group changes)
--- KEYS[10] index of the previous context    (ignored unless the context changes)
--- KEYS[11] lock holders of this key (hash)  {s}/_lock/space/id
--- KEYS[12] newest fencing token of the key  {s}/_fence/space/id
--- KEYS[13] kept losing writes (hash)        {s}/_conflicts/space/id
--- KEYS[14] keys with conflicts (zset)       {s}/_conflicts
+-- KEYS[4]  index of all objects (zset, scored by creation ms)   {s}/_idx/all
+-- KEYS[5]  index by writer  (zset, members "<agent>\0<key>")    {s}/_idx/agent
+-- KEYS[6]  index by group   (zset, members "<group>\0<key>")    {s}/_idx/group
+-- KEYS[7]  index by context (zset, members "<context>\0<key>")  {s}/_idx/context
+-- KEYS[8]  lock holders of this key (hash)  {s}/_lock/space/id
+-- KEYS[9]  newest fencing token of the key  {s}/_fence/space/id
+-- KEYS[10] kept losing writes (hash)        {s}/_conflicts/space/id
+-- KEYS[11] keys with conflicts (zset)       {s}/_conflicts
+--
+-- The scope indexes hold "<value>\0<key>" members (score 0, read by ZRANGEBYLEX), so moving an
+-- object to another writer, group or context is a ZREM + ZADD inside these three fixed keys:
+-- the script never needs a key named after the previous scope.
 --
 -- ARGV[1]  writer agent name
 -- ARGV[2]  value: msgpack bytes (for "merge": a msgpack map of the fields to set)
@@ -30,14 +31,11 @@
 -- ARGV[10] writable_by (JSON array): "" = keep; "[]" = everyone
 -- ARGV[11] derived_from (JSON array of [key, version]): "" = none
 -- ARGV[12] fencing token: "" = none
--- ARGV[13] previous writer the caller believes the object has ("" = none)
--- ARGV[14] previous group the caller believes ("" = none)
--- ARGV[15] previous context the caller believes ("" = none)
--- ARGV[16] approximate max length of the event log
--- ARGV[17] max encoded value bytes (checked on the merged value)
--- ARGV[18] swarm name (for the event)
--- ARGV[19] event channel
--- ARGV[20] conflict ids to clear, comma separated ("" = none): resolve() of manual conflicts
+-- ARGV[13] approximate max length of the event log
+-- ARGV[14] max encoded value bytes (checked on the merged value)
+-- ARGV[15] swarm name (for the event)
+-- ARGV[16] event channel
+-- ARGV[17] conflict ids to clear, comma separated ("" = none): resolve() of manual conflicts
 --
 -- Returns one of
 --   {0, version, event_id, updated_ms}        written
@@ -47,8 +45,6 @@
 --                                             by the writer without its fencing token
 --   {4, newest_token}                         stale (or never issued) fencing token
 --   {5, writable_by_json}                     writer not in writable_by
---   {6, stored_writer, stored_group, stored_context}  caller's idea of the previous scope
---                                             was wrong: retry with these
 --   {7, reason}                               merge of / into something that is not a map,
 --                                             or merged value over the size bound
 
@@ -147,8 +143,8 @@ local cur_exp = cur[7]
 
 -- ---- checks, in order; nothing is written before all of them pass ------------------------
 
-local refusal = acl_refusal(cur_wb, writer) or fence_refusal(KEYS[12], fence)
-  or lock_refusal(KEYS[11], writer, fence, now, {write = true, exclusive = true})
+local refusal = acl_refusal(cur_wb, writer) or fence_refusal(KEYS[9], fence)
+  or lock_refusal(KEYS[8], writer, fence, now, {write = true, exclusive = true})
 if refusal then return refusal end
 
 -- compare-and-set (and the base version of a manual write)
@@ -156,16 +152,8 @@ local exp = tonumber(expected)
 if expected ~= '' and exp == nil then return redis.error_reply('bad expected version') end
 if policy ~= 'manual' and exp ~= nil and exp ~= cur_ver then return {1, cur_ver} end
 
--- scope bookkeeping: the caller must name the previous index keys it needs to leave
 local new_group = ARGV[6]
 local new_ctx = ARGV[7]
-local move_writer = cur_writer ~= '' and cur_writer ~= writer
-local move_group = new_group ~= '' and cur_group ~= '' and cur_group ~= new_group
-local move_ctx = new_ctx ~= '' and cur_ctx ~= '' and cur_ctx ~= new_ctx
-if (move_writer and ARGV[13] ~= cur_writer) or (move_group and ARGV[14] ~= cur_group)
-    or (move_ctx and ARGV[15] ~= cur_ctx) then
-  return {6, cur_writer, cur_group, cur_ctx}
-end
 
 -- merge: field-level, on the raw msgpack of each field
 if policy == 'merge' then
@@ -184,8 +172,8 @@ if policy == 'merge' then
     local parts = {map_header(#base)}
     for _, kv in ipairs(base) do parts[#parts + 1] = kv[1]; parts[#parts + 1] = kv[2] end
     value = table.concat(parts)
-    if #value > tonumber(ARGV[17]) then
-      return {7, 'merged value is ' .. #value .. ' bytes; the limit is ' .. ARGV[17]}
+    if #value > tonumber(ARGV[14]) then
+      return {7, 'merged value is ' .. #value .. ' bytes; the limit is ' .. ARGV[14]}
     end
   end
 elseif policy ~= 'lww' and policy ~= 'manual' then
@@ -198,8 +186,8 @@ local function emit_event(kind, version)
   local extra = ',"size":' .. #value .. ',"scope":{"group":' .. json_or_null(group)
     .. ',"context":' .. json_or_null(ctx) .. '}'
   if ARGV[11] ~= '' then extra = extra .. ',"derived_from":' .. ARGV[11] end
-  return emit(KEYS[3], ARGV[16], ARGV[19],
-              event_body(kind, ARGV[18], obj, writer, version, now, extra))
+  return emit(KEYS[3], ARGV[13], ARGV[16],
+              event_body(kind, ARGV[15], obj, writer, version, now, extra))
 end
 
 -- manual: a write based on an old version loses, and is kept for resolve()
@@ -207,8 +195,8 @@ if policy == 'manual' and exp ~= nil and exp ~= cur_ver then
   local cid = redis.call('INCR', KEYS[2])
   local meta = cjson.encode({agent = writer, base = exp, current = cur_ver, ts = now,
                              ttl_ms = ARGV[5]})
-  redis.call('HSET', KEYS[13], cid .. ':v', value, cid .. ':m', meta)
-  redis.call('ZADD', KEYS[14], now, obj)
+  redis.call('HSET', KEYS[10], cid .. ':v', value, cid .. ':m', meta)
+  redis.call('ZADD', KEYS[11], now, obj)
   local id = emit_event('conflict_detected', cur_ver)
   return {2, cur_ver, tostring(cid), id}
 end
@@ -231,21 +219,24 @@ if ARGV[11] == '' and cur_df then redis.call('HDEL', obj, 'df') end
 if ARGV[5] ~= '' then redis.call('PEXPIRE', obj, ARGV[5])
 elseif cur_exp then redis.call('HDEL', obj, 'exp'); redis.call('PERSIST', obj) end
 
--- indexes are scored by creation time (NX: an update does not reorder the skiplist)
+-- indexes: all objects by creation time (NX: an update does not reorder the skiplist);
+-- writer, group and context as "<value>\0<key>" members, moved only when the value changes
 redis.call('ZADD', KEYS[4], 'NX', now, obj)
-redis.call('ZADD', KEYS[5], 'NX', now, obj)
-if move_writer then redis.call('ZREM', KEYS[8], obj) end
-if new_group ~= '' then redis.call('ZADD', KEYS[6], 'NX', now, obj) end
-if move_group then redis.call('ZREM', KEYS[9], obj) end
-if new_ctx ~= '' then redis.call('ZADD', KEYS[7], 'NX', now, obj) end
-if move_ctx then redis.call('ZREM', KEYS[10], obj) end
+local function reindex(idx, old, new)
+  if new == '' or new == old then return end
+  if old ~= '' then redis.call('ZREM', idx, old .. '\0' .. obj) end
+  redis.call('ZADD', idx, 0, new .. '\0' .. obj)
+end
+reindex(KEYS[5], cur_ver > 0 and cur_writer or '', writer)
+reindex(KEYS[6], cur_group, new_group)
+reindex(KEYS[7], cur_ctx, new_ctx)
 
 -- resolve(): the conflicts this write settles are cleared in the same step
-if ARGV[20] ~= '' then
-  for cid in string.gmatch(ARGV[20], '[^,]+') do
-    redis.call('HDEL', KEYS[13], cid .. ':v', cid .. ':m')
+if ARGV[17] ~= '' then
+  for cid in string.gmatch(ARGV[17], '[^,]+') do
+    redis.call('HDEL', KEYS[10], cid .. ':v', cid .. ':m')
   end
-  if redis.call('HLEN', KEYS[13]) == 0 then redis.call('ZREM', KEYS[14], obj) end
+  if redis.call('HLEN', KEYS[10]) == 0 then redis.call('ZREM', KEYS[11], obj) end
 end
 
 local id = emit_event('memory_updated', version)

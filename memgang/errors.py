@@ -18,6 +18,12 @@
     │   ├── LockLost              the lease expired (or was taken over) while held
     │   └── LockUpgradeRefused    a read→write upgrade that would deadlock
     ├── EventGap                  the event log was trimmed past the last event seen
+    ├── MalformedEvent            a message on a memgang channel or log is not an event
+    ├── ComputeError              compute-once could not hand back a result
+    │   ├── ComputeFailed         the agent computing it raised (remote type and message)
+    │   ├── Computing             wait=False, and another agent is computing it right now
+    │   └── ComputeTimeout        timeout_s passed while waiting for another agent's result
+    ├── AgentError                an AgentMixin was used before join_gang(), or misused
     ├── ServerError               the embedded redis-server could not start or stopped
     └── ScriptError               a Lua script returned something memgang does not know:
                                   always a bug, never swallowed
@@ -33,6 +39,19 @@ from typing import Any
 
 class Error(Exception):
     """Base of every memgang error."""
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Subclasses take keyword-only context (key=, current=, ...) that the default
+        # Exception pickling (cls(*args)) cannot pass back: rebuild from args + attributes,
+        # so errors cross process boundaries (multiprocessing, concurrent.futures) intact.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[Error], args: tuple[Any, ...], state: dict[str, Any]) -> Error:
+    err = cls.__new__(cls)
+    Exception.__init__(err, *args)
+    err.__dict__.update(state)
+    return err
 
 
 class ConnectionLost(Error):
@@ -149,18 +168,97 @@ class LockLost(LockError):
 
 
 class LockUpgradeRefused(LockError):
-    """A read→write upgrade was asked for; it could deadlock and is refused."""
+    """An agent that holds a lock asked for it again in a way that would wait on its own
+    hold (read→write behind a queued exclusive, read→exclusive, write→write, ...): a sure
+    deadlock, refused instead of queued."""
+
+    def __init__(self, name: str, *, agent: str, held: str, asked: str, blocker: str) -> None:
+        behind = "" if blocker == agent else f" (behind a queued request of {blocker!r})"
+        super().__init__(f"{agent!r} holds {held} on {name}; asking {asked} would wait on its "
+                         f"own hold{behind}: release it first")
+        self.name = name
+        self.agent = agent
+        self.held = held
+        self.asked = asked
+        self.blocker = blocker
 
 
 class EventGap(Error):
-    """Events were trimmed from the log before this subscriber could read them."""
+    """Events were trimmed from the log before this subscriber could read them.
 
-    def __init__(self, swarm: str, *, last_seen: str, oldest: str | None, detail: str = "") -> None:
-        msg = f"event log of {swarm} was trimmed past {last_seen} (oldest kept: {oldest})"
+    ``last_seen`` is the id of the last event handed over before the gap, ``oldest`` the id
+    of the first one after it, and ``missing`` how many events were lost (``None`` when the
+    log cannot tell, e.g. after it was deleted or the server lost its data).
+    """
+
+    def __init__(self, swarm: str, *, last_seen: str, oldest: str | None, detail: str = "",
+                 missing: int | None = None) -> None:
+        lost = "events" if missing is None else f"{missing} event{'s' * (missing != 1)}"
+        msg = f"{lost} of {swarm} lost after {last_seen} (next kept: {oldest})"
         super().__init__(msg + (f": {detail}" if detail else ""))
         self.swarm = swarm
         self.last_seen = last_seen
         self.oldest = oldest
+        self.missing = missing
+        self.detail = detail
+
+
+class MalformedEvent(Error, ValueError):
+    """A message on a memgang event channel (or an entry of a swarm's log) is not a valid
+    event: ``where`` names the channel or log, ``payload`` is the start of what arrived."""
+
+    def __init__(self, reason: str, *, where: str = "", payload: bytes | str = b"") -> None:
+        text = payload if isinstance(payload, str) else payload.decode("utf-8", "replace")
+        super().__init__(f"malformed event{f' on {where}' if where else ''}: {reason}"
+                         f" (got {text[:120]!r})")
+        self.reason = reason
+        self.where = where
+        self.payload = text[:1000]
+
+
+class ComputeError(Error):
+    """Base of the compute-once errors; ``name`` is the computation, ``digest`` its key."""
+
+    def __init__(self, message: str, *, name: str, digest: str) -> None:
+        super().__init__(message)
+        self.name = name
+        self.digest = digest
+
+
+class ComputeFailed(ComputeError):
+    """The agent that computed this result raised; waiters get its type and message."""
+
+    def __init__(self, name: str, digest: str, *, agent: str, remote_type: str,
+                 remote_message: str) -> None:
+        super().__init__(f"{name} ({digest[:12]}) failed in agent {agent!r}: "
+                         f"{remote_type}: {remote_message}", name=name, digest=digest)
+        self.agent = agent
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+
+
+class Computing(ComputeError):
+    """``wait=False`` was asked, and another agent is computing the result right now."""
+
+    def __init__(self, name: str, digest: str, *, agent: str, lease_left_ms: int) -> None:
+        super().__init__(f"{name} ({digest[:12]}) is being computed by {agent!r}",
+                         name=name, digest=digest)
+        self.agent = agent
+        self.lease_left_ms = lease_left_ms
+
+
+class ComputeTimeout(ComputeError, TimeoutError):
+    """``timeout_s`` passed while waiting for another agent's result."""
+
+    def __init__(self, name: str, digest: str, *, agent: str, timeout_s: float) -> None:
+        super().__init__(f"{name} ({digest[:12]}): no result from {agent!r} within "
+                         f"{timeout_s}s", name=name, digest=digest)
+        self.agent = agent
+        self.timeout_s = timeout_s
+
+
+class AgentError(Error):
+    """An agent (AgentMixin) was used before ``join_gang()``, or in a way it cannot be."""
 
 
 class ServerError(Error):
@@ -177,6 +275,11 @@ class ScriptError(Error):
 
 
 __all__ = [
+    "AgentError",
+    "ComputeError",
+    "ComputeFailed",
+    "ComputeTimeout",
+    "Computing",
     "ConflictError",
     "ConnectionLost",
     "Error",
@@ -189,6 +292,7 @@ __all__ = [
     "LockTimeout",
     "LockUpgradeRefused",
     "Locked",
+    "MalformedEvent",
     "ManualConflict",
     "NotFound",
     "ScriptError",

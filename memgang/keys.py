@@ -134,19 +134,26 @@ class SwarmKeys:
     def obj(self, space: str, id_: str) -> str:
         return _checked(self.swarm, space, id_).full
 
-    # -- indexes (sorted sets of full keys, scored by update time in ms) -------------------
+    # -- indexes ---------------------------------------------------------------------------
     @property
     def idx_all(self) -> str:
+        """Sorted set of every object's full key, scored by creation time (ms)."""
         return self._p + "idx/all"
 
-    def idx_agent(self, agent: str) -> str:
-        return self._p + "idx/agent/" + agent
+    @property
+    def idx_agent(self) -> str:
+        """Sorted set of ``"<writer>\\0<key>"`` members (score 0, read by lex range)."""
+        return self._p + "idx/agent"
 
-    def idx_group(self, group: str) -> str:
-        return self._p + "idx/group/" + group
+    @property
+    def idx_group(self) -> str:
+        """Sorted set of ``"<group>\\0<key>"`` members."""
+        return self._p + "idx/group"
 
-    def idx_context(self, context: str) -> str:
-        return self._p + "idx/context/" + context
+    @property
+    def idx_context(self) -> str:
+        """Sorted set of ``"<context>\\0<key>"`` members."""
+        return self._p + "idx/context"
 
     # -- versions, log, channel -------------------------------------------------------------
     @property
@@ -183,17 +190,22 @@ class SwarmKeys:
         """Queue of waiters for the lock on ``key``."""
         return self._p + "lockq/" + key.local
 
+    def lock_waiters(self, key: Key) -> str:
+        """Hash of the queued waiters of the lock on ``key``: id -> mode, agent, lease, wake."""
+        return self._p + "lockw/" + key.local
+
     def fence(self, key: Key) -> str:
         """Newest fencing token issued for ``key``; never expires, never goes back."""
         return self._p + "fence/" + key.local
 
-    def wake(self, waiter_id: str) -> str:
-        """Per-waiter wake list: a grant LPUSHes here, the waiter BLPOPs."""
-        return self._p + "wake/" + waiter_id
+    def wake(self, listener_id: str) -> str:
+        """Pub/sub CHANNEL (not a key) of one process's lock-wake listener in this swarm: a
+        grant PUBLISHes "<waiter id>|<token>|<lease_ms>" here, the listener wakes that waiter."""
+        return self._p + "wake/" + listener_id
 
     @property
     def lock_index(self) -> str:
-        """Set of lock names that currently have holders or waiters."""
+        """Set of lock names (full keys) that currently have holders or waiters."""
         return self._p + "locks"
 
     # -- agents ------------------------------------------------------------------------------
@@ -211,14 +223,50 @@ class SwarmKeys:
         """Hash of an agent's counters."""
         return self._p + "stats/" + agent
 
+    @property
+    def stats_index(self) -> str:
+        """Set of the agent names that have a stats hash (so listing them needs no SCAN)."""
+        return self._p + "stats"
+
     def memo(self, digest: str) -> str:
         """Compute-once result/claim for a content hash."""
         return self._p + "memo/" + digest
+
+    def memo_wake(self, digest: str) -> str:
+        """Doorbell of a compute-once claim: the result (or error) RPUSHes one token per
+        waiter; waiters BLPOP it."""
+        return self._p + "memowake/" + digest
+
+
+INDEX_SEP = "\0"
+
+
+def index_range(value: str) -> tuple[str, str]:
+    """ZRANGEBYLEX bounds selecting the ``"<value>\\0<key>"`` members of one scope value."""
+    return "[" + value + INDEX_SEP, "(" + value + "\x01"
 
 
 def channel_pattern_all() -> str:
     """The PSUBSCRIBE pattern matching every swarm's event channel."""
     return "{*}/_events"
+
+
+def log_pattern_all() -> str:
+    """The SCAN MATCH pattern of every swarm's event log (``watch --all`` catching up)."""
+    return "{*}/_log"
+
+
+def swarm_of_log(key: str) -> str:
+    """The swarm a ``{swarm}/_log`` stream belongs to."""
+    if key.startswith("{") and key.endswith("}/_log"):
+        return key[1:-len("}/_log")]
+    raise InvalidKey(f"{key!r} is not a memgang event log", name=key)
+
+
+def keyevent_channel(db: int, event: str) -> str:
+    """Redis's keyspace-notification channel for one event type (``hset``, ``del``,
+    ``expired``, ...) in database ``db``: the message is the name of the key."""
+    return f"__keyevent@{db}__:{event}"
 
 
 def swarm_of_channel(channel: str) -> str:
@@ -229,12 +277,17 @@ def swarm_of_channel(channel: str) -> str:
 
 
 __all__ = [
+    "INDEX_SEP",
     "MAX_KEY_BYTES",
     "Key",
     "SwarmKeys",
     "channel_pattern_all",
+    "index_range",
+    "keyevent_channel",
+    "log_pattern_all",
     "parse_full",
     "resolve",
     "swarm_of_channel",
+    "swarm_of_log",
     "validate_name",
 ]

@@ -17,7 +17,7 @@ import orjson
 from . import scripts
 from .codec import Codec
 from .errors import InvalidKey, InvalidValue, ManualConflict
-from .keys import Key, SwarmKeys, parse_full, resolve, validate_name
+from .keys import INDEX_SEP, Key, SwarmKeys, index_range, parse_full, resolve, validate_name
 
 Policy = Literal["lww", "merge", "manual"]
 POLICIES: tuple[str, ...] = ("lww", "merge", "manual")
@@ -85,15 +85,6 @@ class MemoryObject:
         return parse_full(self.key).id
 
 
-@dataclass(slots=True)
-class Scope:
-    """What the caller believes an object's indexed scope to be (writer, group, context)."""
-
-    writer: str = ""
-    group: str = ""
-    context: str = ""
-
-
 def _names(values: Iterable[str] | None, what: str) -> bytes | str:
     if values is None:
         return ""
@@ -122,30 +113,17 @@ class WritePlan:
     writer: str
     expected: int | None
     fence: int | None
-    ks: SwarmKeys
 
-    def interpret(self, reply: list[Any]) -> MemoryRef | Scope:
-        """A MemoryRef when written; a Scope to retry with; raises for every refusal."""
+    def interpret(self, reply: list[Any]) -> MemoryRef:
+        """The new version's MemoryRef; raises the typed error of every refusal."""
         code = reply[0]
         if code == scripts.OK:
             return MemoryRef(self.keys[0], int(reply[1]))
-        if code == scripts.SCOPE_MOVED:
-            return Scope(scripts.text(reply[1]), scripts.text(reply[2]), scripts.text(reply[3]))
         if code == scripts.MANUAL_CONFLICT:
             raise ManualConflict(self.keys[0], expected=self.expected, current=int(reply[1]),
                                  conflict_id=scripts.text(reply[2]), agent=self.writer)
         scripts.raise_refusal("write", reply, key=self.keys[0], agent=self.writer,
                               expected=self.expected, fence=self.fence)
-
-    def retarget(self, prev: Scope) -> None:
-        """Point the previous-scope KEYS/ARGV at what the store said the scope is."""
-        ks = self.ks
-        self.keys[7] = ks.idx_agent(prev.writer) if prev.writer else ks.idx_all
-        self.keys[8] = ks.idx_group(prev.group) if prev.group else ks.idx_all
-        self.keys[9] = ks.idx_context(prev.context) if prev.context else ks.idx_all
-        self.args[12] = prev.writer
-        self.args[13] = prev.group
-        self.args[14] = prev.context
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +151,6 @@ def plan_write(
     writable_by: Iterable[str] | None = None,
     derived_from: Sequence[MemoryRef | str] | None = None,
     fence: int | None = None,
-    prev: Scope | None = None,
     resolve_ids: Sequence[str] = (),
 ) -> WritePlan:
     """Validate everything and build the write.lua call. Nothing here touches Redis."""
@@ -199,15 +176,8 @@ def plan_write(
         validate_name(group, "group")
     if context is not None:
         validate_name(context, "context")
-    if prev is None:
-        prev = Scope(writer, group or "", context or "")
-    full = key.full
-    idx_all = ks.idx_all
     keys = [
-        full, ks.seq, ks.log, idx_all, ks.idx_agent(writer),
-        ks.idx_group(group) if group else idx_all,
-        ks.idx_context(context) if context else idx_all,
-        "", "", "",
+        key.full, ks.seq, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group, ks.idx_context,
         ks.lock(key), ks.fence(key), ks.conflicts(key), ks.conflict_index,
     ]
     args: list[Any] = [
@@ -217,13 +187,10 @@ def plan_write(
         _names(tags, "tag"), _names(readable_by, "readable_by"),
         _names(writable_by, "writable_by"), _refs(derived_from),
         "" if fence is None else fence,
-        "", "", "",
         settings.log_maxlen, codec.max_bytes, ks.swarm, ks.channel,
         ",".join(resolve_ids),
     ]
-    plan = WritePlan(key, keys, args, writer, expected_version, fence, ks)
-    plan.retarget(prev)
-    return plan
+    return WritePlan(key, keys, args, writer, expected_version, fence)
 
 
 @dataclass(slots=True)
@@ -234,41 +201,27 @@ class DeletePlan:
     agent: str
     expected: int | None
     fence: int | None
-    ks: SwarmKeys
 
-    def interpret(self, reply: list[Any]) -> int | Scope:
-        """The deleted version; or a Scope to retry with; raises for every refusal."""
+    def interpret(self, reply: list[Any]) -> int | None:
+        """The deleted version, ``None`` if there was no object; raises for every refusal."""
         code = reply[0]
         if code == scripts.OK:
             return int(reply[1])
-        if code == scripts.SCOPE_MOVED:
-            return Scope(scripts.text(reply[1]), scripts.text(reply[2]), scripts.text(reply[3]))
+        if code == scripts.NOT_FOUND:
+            return None
         scripts.raise_refusal("delete", reply, key=self.keys[0], agent=self.agent,
                               expected=self.expected, fence=self.fence)
 
-    def retarget(self, prev: Scope) -> None:
-        ks = self.ks
-        self.keys[3] = ks.idx_agent(prev.writer) if prev.writer else ks.idx_all
-        self.keys[4] = ks.idx_group(prev.group) if prev.group else ks.idx_all
-        self.keys[5] = ks.idx_context(prev.context) if prev.context else ks.idx_all
-        self.args[3] = prev.writer
-        self.args[4] = prev.group
-        self.args[5] = prev.context
-
 
 def plan_delete(ks: SwarmKeys, settings: Settings, key: Key, agent: str, *,
-                expected_version: int | None = None, fence: int | None = None,
-                prev: Scope | None = None) -> DeletePlan:
-    idx_all = ks.idx_all
-    keys = [key.full, ks.log, idx_all, idx_all, idx_all, idx_all, ks.lock(key), ks.fence(key)]
+                expected_version: int | None = None, fence: int | None = None) -> DeletePlan:
+    keys = [key.full, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group, ks.idx_context,
+            ks.lock(key), ks.fence(key)]
     args: list[Any] = [
         agent, "" if expected_version is None else expected_version,
-        "" if fence is None else fence, "", "", "",
-        settings.log_maxlen, ks.swarm, ks.channel,
+        "" if fence is None else fence, settings.log_maxlen, ks.swarm, ks.channel,
     ]
-    plan = DeletePlan(key, keys, args, agent, expected_version, fence, ks)
-    plan.retarget(prev or Scope(agent))
-    return plan
+    return DeletePlan(key, keys, args, agent, expected_version, fence)
 
 
 def read_call(ks: SwarmKeys, key: Key, reader: str) -> tuple[list[str], list[str]]:
@@ -311,17 +264,42 @@ def interpret_read(reply: list[Any], key: str, reader: str,
     )
 
 
-def scope_index_keys(ks: SwarmKeys, *, agent: str | None, group: str | None,
-                     context: str | None) -> list[str]:
-    """The index sorted sets whose intersection is the requested scope."""
-    out = []
-    if agent is not None:
-        out.append(ks.idx_agent(validate_name(agent, "agent")))
-    if group is not None:
-        out.append(ks.idx_group(validate_name(group, "group")))
-    if context is not None:
-        out.append(ks.idx_context(validate_name(context, "context")))
-    return out or [ks.idx_all]
+@dataclass(frozen=True, slots=True)
+class ScopeQuery:
+    """A scoped read: the index ranges to intersect and the filter the results must pass."""
+
+    agent: str | None = None
+    group: str | None = None
+    context: str | None = None
+
+    def __post_init__(self) -> None:
+        for what in ("agent", "group", "context"):
+            value = getattr(self, what)
+            if value is not None:
+                validate_name(value, what)
+
+    def ranges(self, ks: SwarmKeys) -> list[tuple[str, str, str]]:
+        """(index key, lex min, lex max) for each dimension given; empty = every object."""
+        out = []
+        for idx, value in ((ks.idx_agent, self.agent), (ks.idx_group, self.group),
+                           (ks.idx_context, self.context)):
+            if value is not None:
+                out.append((idx, *index_range(value)))
+        return out
+
+    def matches(self, obj: MemoryObject) -> bool:
+        """False for an index entry left behind by an earlier object at the same key."""
+        return ((self.agent is None or obj.agent == self.agent)
+                and (self.group is None or obj.group == self.group)
+                and (self.context is None or obj.context == self.context))
+
+    def prune_args(self) -> list[str]:
+        return [self.agent or "", self.group or "", self.context or ""]
+
+
+def members_to_keys(members: Iterable[Any]) -> set[str]:
+    """Full keys from ``"<value>\\0<key>"`` index members."""
+    return {scripts.text(m).partition(INDEX_SEP)[2] for m in members}
 
 
 def target(swarm: str, own_space: str, ref: str | MemoryRef) -> tuple[Key, int | None]:
@@ -372,14 +350,14 @@ __all__ = [
     "MemoryObject",
     "MemoryRef",
     "Policy",
-    "Scope",
+    "ScopeQuery",
     "Settings",
     "WritePlan",
     "conflict_entries",
     "interpret_read",
+    "members_to_keys",
     "plan_delete",
     "plan_write",
     "read_call",
-    "scope_index_keys",
     "target",
 ]

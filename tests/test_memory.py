@@ -181,6 +181,33 @@ def test_changing_group_context_and_writer_moves_the_object_between_indexes(
     assert swarm.read_scope() == [] and swarm.read_scope(group="g2") == []
 
 
+def test_an_expired_object_recreated_in_another_scope_leaves_no_stale_match(
+        swarm: memgang.Swarm, raw: redis.Redis) -> None:
+    me = swarm.agent("a")
+    ref = me.write("x", 1, group="old", ttl_s=0.05)
+    deadline = time.monotonic() + 5
+    while raw.exists(ref.key) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    swarm.agent("b").write("a/x", 2, group="new")  # same key, new object, new writer
+    assert swarm.read_scope(group="old") == []  # the stale entry does not match ...
+    assert swarm.read_scope(agent="a") == []
+    assert raw.zrangebylex(swarm.keys.idx_group, "-", "+") == [
+        b"new\x00" + ref.key.encode()]  # ... and is pruned by the read that found it
+    assert [o.value for o in swarm.read_scope(group="new", agent="b")] == [2]
+
+
+def test_writers_taking_turns_on_one_key_never_need_a_retry(swarm: memgang.Swarm) -> None:
+    agents = [swarm.agent(f"w{i}") for i in range(4)]
+    for round_ in range(5):
+        for i, me in enumerate(agents):
+            me.write("global/doc", {"by": i, "round": round_}, group=f"g{i % 2}")
+    (obj,) = swarm.read_scope(agent="w3", group="g1")
+    assert obj.value == {"by": 3, "round": 4}
+    for i in range(3):
+        assert swarm.read_scope(agent=f"w{i}") == []
+    assert swarm.read_scope(group="g0") == []
+
+
 # -- conflict policies -----------------------------------------------------------------------
 
 def test_lww_last_write_wins(swarm: memgang.Swarm) -> None:
@@ -374,15 +401,18 @@ def test_exactly_one_event_per_committed_write_and_none_for_refused(
     log = raw.xrange(swarm.keys.log)
     assert [eid.decode() for eid, _ in log] == [e["id"] for e in events]
     first = orjson.loads(log[0][1][b"e"])
-    assert first == {k: v for k, v in events[0].items() if k != "id"}
+    # the log entry holds the event without its id, and its position n as a field of its own
+    assert first == {k: v for k, v in events[0].items() if k not in ("id", "n")}
+    assert [int(fields[b"n"]) for _, fields in log] == [e["n"] for e in events] == \
+        [1, 2, 3, 4, 5, 6]
     assert first["scope"] == {"group": "g", "context": None} and first["agent"] == "a"
 
 
 def test_share_knowledge_fires_knowledge_shared(swarm: memgang.Swarm, sub: Subscriber) -> None:
     eid = swarm.agent("a").share_knowledge("optimization_insight", {"tip": "cache", "n": [1]})
     (event,) = sub.drain()
-    assert event == {"id": eid, "type": "knowledge_shared", "swarm": swarm.name, "key": None,
-                     "agent": "a", "version": 0, "ts": event["ts"],
+    assert event == {"id": eid, "n": 1, "type": "knowledge_shared", "swarm": swarm.name,
+                     "key": None, "agent": "a", "version": 0, "ts": event["ts"],
                      "topic": "optimization_insight", "value": {"tip": "cache", "n": [1]}}
 
 
@@ -529,3 +559,15 @@ def test_connect_refuses_unknown_scheme_and_hides_password() -> None:
 def test_connect_to_nothing_raises_connection_lost(tmp_path: Any) -> None:
     with pytest.raises(memgang.ConnectionLost):
         memgang.connect(f"unix://{tmp_path}/nobody.sock")
+
+
+def test_errors_survive_pickling_across_processes() -> None:
+    import pickle
+
+    for err in (memgang.ConflictError("{s}/a/x", expected=1, current=2, agent="a"),
+                memgang.ScriptError("write", [99]), memgang.Locked("{s}/a/x", holder="b",
+                                                                    mode="write"),
+                memgang.ManualConflict("{s}/a/x", expected=1, current=3, conflict_id="7")):
+        back = pickle.loads(pickle.dumps(err))
+        assert type(back) is type(err) and str(back) == str(err)
+        assert back.__dict__ == err.__dict__
