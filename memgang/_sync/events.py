@@ -1,0 +1,778 @@
+# Generated from memgang/_async/events.py by tools/gen_sync.py: do not edit.
+"""Subscriptions: live events over one pub/sub connection per Gang, caught up from the log.
+
+This file is the single implementation; ``memgang/_sync/events.py`` is generated from it by
+``tools/gen_sync.py`` (threads there where this uses asyncio tasks). What is delivered, and
+why exactly once and in order, is decided by the sans-I/O core in ``memgang/events.py``;
+this file only moves bytes:
+
+* :class:`AsyncEventHub` -- ONE pub/sub connection per Gang (so one per process when the
+  process uses one Gang, as it should), shared by every subscriber: it SUBSCRIBEs to each
+  swarm channel someone listens to (PSUBSCRIBE ``{*}/_events`` for all-swarm subscribers),
+  parses each message once, and puts it in every listener's bounded mailbox. A full
+  mailbox is flagged instead of blocking the hub, so a slow listener never stalls the
+  others; it catches up from the log. On a lost connection (server restart, ``CLIENT
+  KILL``, an unanswered PING) it flags every listener, reconnects with backoff (jittered,
+  0.05 s doubling up to 2 s), re-subscribes and marks each channel ready once Redis
+  confirms it. The hub reads the raw connection itself: nothing resubscribes behind its
+  back, and confirmations and PONGs arrive in order with the messages.
+  It also listens to Redis keyspace notifications (``__keyevent@<db>__:hset|del|expired|
+  evicted``) and turns those of watched swarms into logged events (see KeyspaceTracker).
+* :class:`AsyncEventStream` -- one subscriber: an async iterator (``async for``) with
+  ``get(timeout_s)``; it asks the hub to subscribe, sets its cursor, and hands over what
+  its :class:`~memgang.events.Delivery` says, reading the log (XRANGE) when told to.
+* :class:`AsyncSubscription` -- the callback form: a task (a thread in the sync shell) that
+  runs a stream and calls ``handler(event)`` for each event, in order.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import redis.exceptions
+
+from .._backends import (
+    SyncBackend,
+    SyncHandle,
+    SyncHandlers,
+    SyncMailbox,
+    SyncPubSubConn,
+)
+from ..errors import (
+    ConnectionLost,
+    Error,
+    EventGap,
+    InvalidValue,
+    MalformedEvent,
+    ScriptError,
+)
+from ..events import (
+    KEYEVENTS,
+    ON_GAP,
+    CatchUp,
+    Conversion,
+    Delivery,
+    DeliveryStats,
+    Discover,
+    Event,
+    EventFilter,
+    KeyspaceTracker,
+    OnGap,
+    Skipped,
+    StreamId,
+    entry_position,
+    gap_event,
+    keyspace_flags,
+    parse_entry,
+    parse_message,
+    parse_since,
+)
+from ..keys import (
+    SwarmKeys,
+    channel_pattern_all,
+    keyevent_channel,
+    log_pattern_all,
+    swarm_of_channel,
+    swarm_of_log,
+    validate_name,
+)
+
+if TYPE_CHECKING:
+    from .gang import Gang
+
+log = logging.getLogger("memgang.events")
+
+DEFAULT_QUEUE = 4096
+DEFAULT_BATCH = 1000
+PING_INTERVAL_S = 5.0
+BACKOFF_MIN_S = 0.05
+BACKOFF_MAX_S = 2.0
+# how long a keyspace notification waits for memgang's own event to follow it
+_FOLLOW_S = 0.02
+_REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
+                 ConnectionLost)
+
+#: A handler: called with each Event; may be a coroutine function in the async shell.
+SyncHandler = Callable[[Event], Any]
+
+
+@dataclass(slots=True)
+class HubStats:
+    connects: int = 0        # successful (re)connections
+    disconnects: int = 0     # connections lost
+    messages: int = 0        # events received live
+    malformed: int = 0       # messages on event channels that were not events
+    notifications: int = 0   # keyspace notifications received
+    conversions: int = 0     # conversion scripts run (each logs an event at most once)
+    announced: int = 0       # of which announced an event
+
+
+class _Route:
+    """A channel (or pattern) the hub subscribes to, and the listeners on it."""
+
+    __slots__ = ("keyevent", "listeners", "name", "pattern", "ready", "swarm", "token")
+
+    def __init__(self, name: str, *, pattern: bool = False, keyevent: str = "") -> None:
+        self.name = name
+        self.pattern = pattern
+        self.keyevent = keyevent
+        self.swarm = "" if pattern or keyevent else swarm_of_channel(name)
+        self.listeners: list[SyncEventStream] = []
+        self.token = 0
+        self.ready = SyncBackend.event()
+
+
+class SyncEventHub:
+    """The one pub/sub connection of a Gang and its reader (see the module docstring)."""
+
+    def __init__(self, gang: Gang, *, ping_interval_s: float = PING_INTERVAL_S) -> None:
+        self.gang = gang
+        self.ping_interval_s = ping_interval_s
+        self.routes: dict[str, _Route] = {}
+        self.keyspace_users = 0
+        self.tracker = KeyspaceTracker(self._watched)
+        self.stats = HubStats()
+        self.db = int(gang.client.connection_pool.connection_kwargs.get("db") or 0)
+        self._lock = SyncBackend.lock()
+        self._conn: SyncPubSubConn | None = None
+        self._expect: deque[tuple[str, int]] = deque()
+        self._tokens = 0
+        self._task: SyncHandle | None = None
+        self._closed = False
+        self._stop = SyncBackend.event()
+        self._keyspace_checked = False
+        self._swarm_keys: dict[str, SwarmKeys] = {}
+
+    # -- listeners --------------------------------------------------------------------------------
+    def add(self, stream: SyncEventStream, timeout_s: float) -> None:
+        """Route ``stream``'s channels to it; returns once Redis confirmed the subscription."""
+        with self._lock:
+            if self._closed:
+                raise Error("the Gang is closed")
+            new: list[_Route] = []
+            for name, pattern in stream.routes:
+                route = self.routes.get(name)
+                if route is None:
+                    route = self.routes[name] = _Route(name, pattern=pattern)
+                    new.append(route)
+                # copy on write: the reader iterates listener lists without the lock
+                route.listeners = [*route.listeners, stream]
+            stream.registered = True
+            if stream.keyspace:
+                self.keyspace_users += 1
+                if self.keyspace_users == 1:
+                    for kind in KEYEVENTS:
+                        name = keyevent_channel(self.db, kind)
+                        self.routes[name] = _Route(name, keyevent=kind)
+                        new.append(self.routes[name])
+            if self._task is None:
+                self._task = SyncBackend.spawn(self._run, name="memgang-events-hub")
+            elif self._conn is not None:
+                self._subscribe(self._conn, new)
+        if stream.keyspace and self._conn is not None and not self._keyspace_checked:
+            self._check_keyspace()
+        if not self.wait_ready([name for name, _ in stream.routes], timeout_s):
+            self.remove(stream)
+            raise ConnectionLost(f"could not subscribe to {stream.routes[0][0]} within "
+                                 f"{timeout_s}s: is Redis reachable at {self.gang.config!r}?")
+
+    def remove(self, stream: SyncEventStream) -> None:
+        """Stop routing to ``stream``; unsubscribe the channels nobody listens to any more."""
+        with self._lock:
+            if not stream.registered:
+                return
+            stream.registered = False
+            gone: list[_Route] = []
+            for name, _ in stream.routes:
+                route = self.routes.get(name)
+                if route is not None and stream in route.listeners:
+                    route.listeners = [s for s in route.listeners if s is not stream]
+                    if not route.listeners:
+                        gone.append(self.routes.pop(name))
+            if stream.keyspace:
+                self.keyspace_users -= 1
+                if self.keyspace_users == 0:
+                    gone += [self.routes.pop(keyevent_channel(self.db, kind)) for kind in KEYEVENTS]
+            if gone and self._conn is not None:
+                try:
+                    channels = [r.name for r in gone if not r.pattern]
+                    patterns = [r.name for r in gone if r.pattern]
+                    if channels:
+                        self._conn.send("UNSUBSCRIBE", *channels)
+                    if patterns:
+                        self._conn.send("PUNSUBSCRIBE", *patterns)
+                except _REDIS_ERRORS as exc:
+                    log.debug("unsubscribe failed (%s); the reader reconnects", exc)
+
+    def wait_ready(self, names: Sequence[str], timeout_s: float) -> bool:
+        """True once every channel in ``names`` is confirmed subscribed (False on timeout)."""
+        deadline = SyncBackend.monotonic() + timeout_s
+        for name in names:
+            route = self.routes.get(name)
+            if route is None:
+                return False
+            remaining = deadline - SyncBackend.monotonic()
+            if not route.ready.is_set() and (
+                    remaining <= 0 or not SyncBackend.wait_event(route.ready, remaining)):
+                return False
+        return True
+
+    def _watched(self, swarm: str) -> bool:
+        return (SwarmKeys(swarm).channel in self.routes
+                or channel_pattern_all() in self.routes)
+
+    # -- the connection ------------------------------------------------------------------------
+    def _subscribe(self, conn: SyncPubSubConn, routes: Sequence[_Route]) -> None:
+        """Send (P)SUBSCRIBE for ``routes``; each is ready once its confirmation arrives.
+        Called with the lock held."""
+        channels = [r for r in routes if not r.pattern]
+        patterns = [r for r in routes if r.pattern]
+        for group in (channels, patterns):
+            for route in group:
+                self._tokens += 1
+                route.token = self._tokens
+                route.ready.clear()
+                self._expect.append((route.name, route.token))
+        try:
+            if channels:
+                conn.send("SUBSCRIBE", *(r.name for r in channels))
+            if patterns:
+                conn.send("PSUBSCRIBE", *(r.name for r in patterns))
+        except _REDIS_ERRORS as exc:
+            log.debug("subscribe failed (%s); the reader reconnects", exc)
+
+    def _run(self) -> None:
+        backoff = BACKOFF_MIN_S
+        while not self._closed:
+            conn = SyncPubSubConn(self.gang.client, max(10.0, 2 * self.ping_interval_s))
+            try:
+                conn.connect()
+                if self.keyspace_users:  # before anyone is told the stream is ready
+                    self._keyspace_checked = False
+                    self._check_keyspace()
+                with self._lock:
+                    if self._closed:
+                        break
+                    self._conn = conn
+                    self._expect.clear()
+                    self._subscribe(conn, list(self.routes.values()))
+                if self.stats.connects:
+                    log.warning("event hub reconnected to Redis; subscribers catch up from "
+                                "the log")
+                self.stats.connects += 1
+                backoff = BACKOFF_MIN_S
+                self._read(conn)
+            except _REDIS_ERRORS as exc:
+                if not self._closed:
+                    log.warning("event hub lost Redis (%s); reconnecting", exc)
+            except Exception:  # never let the reader die: log it and start over
+                if not self._closed:
+                    log.exception("event hub: unexpected error; reconnecting")
+            finally:
+                self._disconnected(conn)
+            if self._closed:
+                break
+            self.stats.disconnects += 1
+            SyncBackend.wait_event(self._stop, backoff * (0.5 + random.random()))
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    def _disconnected(self, conn: SyncPubSubConn) -> None:
+        with self._lock:
+            was_live = self._conn is conn
+            self._conn = None
+            self._expect.clear()
+            self.tracker.pending = None
+            for route in self.routes.values():
+                route.ready.clear()
+                if was_live:
+                    for listener in route.listeners:
+                        listener.interrupted()
+        conn.close()
+
+    def _read(self, conn: SyncPubSubConn) -> None:
+        """Read messages until the connection fails (or the hub closes)."""
+        tracker = self.tracker
+        interval = self.ping_interval_s
+        last_rx = SyncBackend.monotonic()
+        ping_sent: float | None = None
+        while not self._closed:
+            msg = conn.read(_FOLLOW_S if tracker.pending else interval)
+            if msg is None:
+                if tracker.pending:
+                    self._convert(tracker.flush())
+                now = SyncBackend.monotonic()
+                if ping_sent is not None:
+                    if now - ping_sent >= interval:
+                        raise redis.exceptions.TimeoutError(
+                            f"no reply to PING within {interval}s")
+                elif now - last_rx >= interval:
+                    conn.send("PING")
+                    ping_sent = now
+                continue
+            last_rx = SyncBackend.monotonic()
+            ping_sent = None
+            self._dispatch(msg)
+
+    def _dispatch(self, msg: Any) -> None:
+        if not isinstance(msg, list) or not msg:
+            return  # a bare PONG (nothing subscribed)
+        kind = msg[0]
+        if kind == b"message":
+            name = msg[1].decode()
+            route = self.routes.get(name)
+            if route is None:
+                self._convert(self.tracker.flush())
+            elif route.keyevent:
+                self.stats.notifications += 1
+                key = msg[2].decode("utf-8", "replace")
+                self._convert(self.tracker.notification(route.keyevent, key))
+            else:
+                self._deliver(route, name, msg[2])
+        elif kind == b"pmessage":
+            route = self.routes.get(msg[1].decode())
+            if route is not None:
+                self._deliver(route, msg[2].decode(), msg[3])
+        else:
+            if kind in (b"subscribe", b"psubscribe"):
+                self._confirmed(msg[1].decode())
+            self._convert(self.tracker.flush())
+
+    def _confirmed(self, name: str) -> None:
+        while self._expect:
+            expected, token = self._expect.popleft()
+            if expected == name:
+                route = self.routes.get(name)
+                if route is not None and route.token == token:
+                    route.ready.set()
+                return
+
+    def _deliver(self, route: _Route, channel: str, payload: bytes) -> None:
+        try:
+            event = parse_message(payload, where=channel)
+            if event.swarm != (route.swarm or swarm_of_channel(channel)):
+                raise MalformedEvent(f"names swarm {event.swarm!r}", where=channel,
+                                     payload=payload)
+        except (MalformedEvent, Error) as exc:
+            self.stats.malformed += 1
+            log.warning("%s", exc)
+            self._convert(self.tracker.flush())
+            return
+        self.stats.messages += 1
+        conversions = self.tracker.event(event)
+        for listener in route.listeners:
+            listener.mailbox.put(event)
+        if conversions:
+            self._convert(conversions)
+
+    # -- keyspace notifications ------------------------------------------------------------------
+    def _convert(self, conversions: list[Conversion]) -> None:
+        for c in conversions:
+            ks = self._swarm_keys.get(c.swarm)
+            if ks is None:
+                ks = self._swarm_keys[c.swarm] = SwarmKeys(c.swarm)
+            maxlen = self.gang.settings.log_maxlen
+            try:
+                if c.script == "observe":
+                    reply = self.gang.call(
+                        "observe", [c.key, ks.seq, ks.log, ks.idx_all],
+                        [maxlen, c.swarm, ks.channel])
+                else:
+                    reply = self.gang.call(
+                        "prune", [c.key, ks.log, ks.idx_all],
+                        [c.kind, c.cause, maxlen, c.swarm, ks.channel])
+            except Error as exc:
+                log.warning("could not turn a keyspace notification for %s into an event: %s",
+                            c.key, exc)
+                continue
+            self.stats.conversions += 1
+            code = reply[0] if isinstance(reply, list) and reply else None
+            if code == 1:
+                self.stats.announced += 1
+            elif code not in (0, 2):  # a bug: say so, loudly, and carry on
+                log.error("%s", ScriptError(c.script, reply))
+
+    def _check_keyspace(self) -> None:
+        """Make sure Redis publishes the keyspace notifications memgang needs: turn them on
+        where allowed (keeping every flag already set), warn clearly where not."""
+        self._keyspace_checked = True
+        client = self.gang.client
+        try:
+            reply = client.config_get("notify-keyspace-events")
+        except redis.exceptions.ResponseError as exc:
+            log.warning("cannot check notify-keyspace-events (%s): expiries and changes made "
+                        "by other tools become events only if the server has at least "
+                        "'Eghxe' in notify-keyspace-events", exc)
+            return
+        except _REDIS_ERRORS as exc:
+            log.debug("cannot check notify-keyspace-events now: %s", exc)
+            self._keyspace_checked = False
+            return
+        raw = next(iter(reply.values()), b"")
+        current = raw.decode() if isinstance(raw, bytes) else str(raw)
+        wanted = keyspace_flags(current)
+        if wanted is None:
+            return
+        try:
+            client.config_set("notify-keyspace-events", wanted)
+        except redis.exceptions.RedisError as exc:
+            log.warning("notify-keyspace-events is %r and cannot be set (%s): expiries and "
+                        "changes made by other tools will NOT become events. Ask for "
+                        "CONFIG SET notify-keyspace-events %s", current, exc, wanted)
+            return
+        log.warning("notify-keyspace-events was %r: memgang set it to %r so that expiries and "
+                    "changes made by other tools become events", current, wanted)
+
+    def close(self) -> None:
+        """Stop the reader and close the connection; every stream ends."""
+        with self._lock:
+            self._closed = True
+            self._stop.set()
+            listeners = {id(s): s for r in self.routes.values() for s in r.listeners}
+            conn = self._conn
+        for stream in listeners.values():
+            stream.mailbox.close()
+        if conn is not None:
+            conn.close()
+        if self._task is not None:
+            SyncBackend.join(self._task)
+
+
+_HUB_MUTEX = SyncBackend.mutex()
+
+
+def hub_of(gang: Gang) -> SyncEventHub:
+    """The Gang's event hub, created on first use."""
+    with _HUB_MUTEX:
+        hub: SyncEventHub | None = gang.events_hub
+        if hub is None:
+            hub = gang.events_hub = SyncEventHub(gang)
+        return hub
+
+
+class SyncEventStream:
+    """The events of some swarms, exactly once and in log order: ``async for event in
+    stream`` (``for`` in the sync shell), or ``await stream.get(timeout_s)``.
+
+    Made by ``Swarm.events()`` (one swarm) or ``Gang.events()`` (some or all swarms). It
+    starts (subscribes, fixes ``since="now"``) on ``start()``, on entering ``async with``,
+    or at the first iteration; ``aclose()`` (``close()``) or leaving the ``with`` ends it.
+    An iterator that raised :class:`~memgang.EventGap` (``on_gap="raise"``) may be iterated
+    again: it carries on after the gap.
+    """
+
+    def __init__(
+        self,
+        gang: Gang,
+        swarms: Sequence[str] | None,
+        types: str | Iterable[str] | None = None,
+        *,
+        agent: str | Iterable[str] | None = None,
+        group: str | None = None,
+        context: str | None = None,
+        match: str | None = None,
+        since: str | None = None,
+        on_gap: OnGap = "raise",
+        queue_size: int = DEFAULT_QUEUE,
+        keyspace: bool = True,
+        batch: int = DEFAULT_BATCH,
+    ) -> None:
+        if on_gap not in ON_GAP:
+            raise InvalidValue(f"on_gap must be one of {', '.join(ON_GAP)}, got {on_gap!r}")
+        if not isinstance(queue_size, int) or queue_size < 1:
+            raise InvalidValue(f"queue_size must be a positive int, got {queue_size!r}")
+        self.gang = gang
+        self.swarms = None if swarms is None else [validate_name(s, "swarm") for s in swarms]
+        self.filter = EventFilter.build(types, agent=agent, group=group, context=context,
+                                        match=match)
+        self.since = parse_since(since)
+        self.on_gap = on_gap
+        self.keyspace = keyspace
+        self.routes: list[tuple[str, bool]] = (
+            [(channel_pattern_all(), True)] if self.swarms is None
+            else [(SwarmKeys(s).channel, False) for s in dict.fromkeys(self.swarms)])
+        self.mailbox = SyncMailbox(queue_size)
+        self.delivery = Delivery(self.swarms, self.since, self.filter, batch=batch)
+        self._hub: SyncEventHub | None = None
+        self.registered = False  # routed to by the hub (set and cleared by it)
+        self._started = False
+        self._closed = False
+        self._resync = False
+        self._stop = SyncBackend.event()
+        self._retry_s = BACKOFF_MIN_S
+
+    @property
+    def last_id(self) -> str | None:
+        """Log id of the last event of a one-swarm stream handed over (resume with
+        ``since=last_id``)."""
+        return self.delivery.last_id
+
+    @property
+    def stats(self) -> DeliveryStats:
+        return self.delivery.stats
+
+    @property
+    def overflows(self) -> int:
+        """How many times this stream's queue overflowed (and it caught up from the log)."""
+        return self.mailbox.overflows
+
+    @property
+    def closed(self) -> bool:
+        """Closed by ``aclose()``/``close()``, or because its Gang was closed."""
+        return self._closed or self.mailbox.closed
+
+    def start(self) -> SyncEventStream:
+        """Subscribe and fix the starting point; idempotent. Raises ConnectionLost."""
+        if self._started:
+            return self
+        if self._closed:
+            raise Error("this event stream is closed")
+        self._started = True
+        try:
+            hub = self._hub = hub_of(self.gang)
+            hub.add(self, timeout_s=max(5.0, 2 * self.gang.config.connect_timeout_s))
+            self._begin()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _begin(self) -> None:
+        client = self.gang.client
+        tails: dict[str, Event | StreamId | None] = {}
+        try:
+            with client.pipeline(transaction=False) as pipe:
+                pipe.time()
+                names = self.swarms if self.since.kind == "now" and self.swarms else []
+                for swarm in names:
+                    pipe.xrevrange(SwarmKeys(swarm).log, "+", "-", count=1)
+                replies = pipe.execute()
+        except redis.exceptions.RedisError as exc:
+            raise ConnectionLost(f"cannot start an event stream: {exc}") from exc
+        seconds, micros = replies[0]
+        for swarm, tail in zip(names, replies[1:], strict=True):
+            tails[swarm] = self._position(swarm, tail)
+        self.delivery.begin(tails, int(seconds) * 1000 + int(micros) // 1000)
+
+    def interrupted(self) -> None:
+        """Called by the hub: live delivery was interrupted; catch up once resubscribed."""
+        self.mailbox.flag()
+
+    def get(self, timeout_s: float | None = None) -> Event | None:
+        """The next event; None on timeout or once the stream is closed. Raises EventGap
+        (``on_gap="raise"``) in order, where events were lost."""
+        self.start()
+        monotonic = SyncBackend.monotonic
+        deadline = None if timeout_s is None else monotonic() + timeout_s
+        delivery = self.delivery
+        while True:
+            item = delivery.pop()
+            if item is not None:
+                if isinstance(item, EventGap):
+                    event = self._gap(item)
+                    if event is None:
+                        continue
+                    return event
+                return item
+            if self.closed:
+                return None
+            remaining = None if deadline is None else max(0.0, deadline - monotonic())
+            if self._resync:
+                assert self._hub is not None
+                wait = 1.0 if remaining is None else min(remaining, 1.0)
+                if self._hub.wait_ready([name for name, _ in self.routes], wait):
+                    self._resync = False
+                    delivery.resync()
+                elif remaining == 0:
+                    return None
+                continue
+            if delivery.needs_io():
+                self._catch_up()
+                continue
+            received = self.mailbox.get(remaining)
+            if received is not None:
+                delivery.live(received)
+            elif self.mailbox.take_flag():
+                self._resync = True
+            elif deadline is not None and monotonic() >= deadline:
+                return None
+
+    def _gap(self, gap: EventGap) -> Event | None:
+        if self.on_gap == "raise":
+            raise gap
+        if self.on_gap == "event":
+            return gap_event(gap)
+        log.warning("%s", gap)
+        return None
+
+    def _catch_up(self) -> None:
+        request = self.delivery.next_request()
+        try:
+            if isinstance(request, Discover):
+                self.delivery.discovered(self._scan_logs())
+            elif isinstance(request, CatchUp):
+                entries, tail, before = self._read_log(request)
+                self.delivery.caught_up(request.swarm, entries, tail, before)
+        except (*_REDIS_ERRORS, redis.exceptions.ResponseError) as exc:
+            if self.closed:
+                return
+            log.warning("catching up from the log failed (%s); retrying in %.2fs", exc,
+                        self._retry_s)
+            SyncBackend.wait_event(self._stop, self._retry_s)
+            self._retry_s = min(self._retry_s * 2, BACKOFF_MAX_S)
+            return
+        self._retry_s = BACKOFF_MIN_S
+
+    def _read_log(self, req: CatchUp) -> tuple[
+            list[Event | Skipped], Event | StreamId | None, Event | StreamId | None]:
+        key = SwarmKeys(req.swarm).log
+        with self.gang.client.pipeline(transaction=False) as pipe:
+            pipe.xrange(key, "(" + req.after if req.after else "-", "+", count=req.count)
+            pipe.xrevrange(key, "+", "-", count=1)
+            if req.resolve and req.after:
+                pipe.xrevrange(key, req.after, "-", count=1)
+            replies = pipe.execute()
+        swarm = req.swarm
+        entries: list[Event | Skipped] = []
+        for eid, fields in replies[0]:
+            entries.append(self._entry(swarm, eid, fields))
+        tail = self._position(swarm, replies[1])
+        before = self._position(swarm, replies[2]) if len(replies) > 2 else None
+        return entries, tail, before
+
+    def _position(self, swarm: str, reply: list[Any]) -> Event | StreamId | None:
+        if not reply:
+            return None
+        entry = self._entry(swarm, *reply[0])
+        return entry if isinstance(entry, Event) else entry.sid
+
+    @staticmethod
+    def _entry(swarm: str, eid: bytes, fields: dict[bytes, bytes]) -> Event | Skipped:
+        try:
+            return parse_entry(swarm, eid, fields)
+        except MalformedEvent as exc:
+            log.warning("%s; skipped", exc)
+            sid, n = entry_position(eid, fields)
+            return Skipped(sid, n, exc)
+
+    def _scan_logs(self) -> list[str]:
+        found: list[str] = []
+        for raw in self.gang.client.scan_iter(match=log_pattern_all(), count=1000,
+                                                   _type="stream"):
+            try:
+                found.append(validate_name(swarm_of_log(raw.decode()), "swarm"))
+            except Error:
+                continue
+        return found
+
+    def __iter__(self) -> SyncEventStream:
+        return self
+
+    def __next__(self) -> Event:
+        event = self.get()
+        if event is None:
+            raise StopIteration
+        return event
+
+    def close(self) -> None:
+        """Stop: unsubscribe (if nobody else listens) and end the iteration."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self.mailbox.close()
+        if self._hub is not None:
+            self._hub.remove(self)
+
+    def __enter__(self) -> SyncEventStream:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = "all swarms" if self.swarms is None else ", ".join(self.swarms)
+        return f"EventStream({where}, since={self.since.kind}, last_id={self.last_id})"
+
+
+class SyncSubscription:
+    """Calls ``handler(event)`` for every event of ``stream``, in order, one at a time, in
+    its own task (a thread in the sync shell). A handler that raises is logged (logger
+    ``memgang.events``) and counted in ``errors``; the next event still comes. ``stop()``
+    ends it (also from inside the handler)."""
+
+    def __init__(self, stream: SyncEventStream, handler: SyncHandler) -> None:
+        if not callable(handler):
+            raise InvalidValue(f"handler must be callable, got {handler!r}")
+        if stream.on_gap == "raise":
+            raise InvalidValue("a subscription cannot raise EventGap: use on_gap='event' "
+                               "(the handler gets an event_gap event) or 'log'")
+        self.stream = stream
+        self.handler = handler
+        self.errors = 0
+        self._task: SyncHandle | None = None
+
+    def start(self) -> SyncSubscription:
+        if self._task is None:
+            self.stream.start()
+            name = getattr(self.handler, "__name__", "handler")
+            self._task = SyncBackend.spawn(self._run, name=f"memgang-events-{name}")
+        return self
+
+    def _run(self) -> None:
+        stream = self.stream
+        while not stream.closed:
+            try:
+                event = stream.get()
+            except Exception:  # a bug; keep the subscription alive
+                log.exception("event subscription: reading the next event failed")
+                SyncBackend.sleep(BACKOFF_MIN_S)
+                continue
+            if event is None:
+                continue
+            try:
+                SyncHandlers.call(self.handler, event)
+            except Exception:
+                self.errors += 1
+                log.exception("event handler %r failed on %s %s", self.handler, event.type,
+                              event.id)
+
+    @property
+    def last_id(self) -> str | None:
+        return self.stream.last_id
+
+    @property
+    def stats(self) -> DeliveryStats:
+        return self.stream.stats
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self.stream.closed
+
+    def stop(self) -> None:
+        """Stop receiving; waits for the handler's current call to return."""
+        self.stream.close()
+        if self._task is not None:
+            SyncBackend.join(self._task)
+
+    def __enter__(self) -> SyncSubscription:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"Subscription({self.handler!r}, {self.stream!r})"
+
+
+def subscribe(gang: Gang, swarms: Sequence[str] | None, handler: SyncHandler,
+                    types: str | Iterable[str] | None, options: dict[str, Any]
+                    ) -> SyncSubscription:
+    """What ``Swarm.subscribe``/``Gang.subscribe`` do: a started subscription."""
+    options.setdefault("on_gap", "event")
+    return SyncSubscription(SyncEventStream(gang, swarms, types, **options),
+                                   handler).start()
