@@ -1,0 +1,82 @@
+-- lock_acquire.lua: ask for a read / write / exclusive lease on a name, or re-check a request
+-- already queued (same id). Granted at once only if nobody is queued ahead and the mode fits
+-- with every live holder; otherwise the request joins the FIFO queue (see _lock.lua for the
+-- state, the grant rule and the wake-ups). A write or exclusive grant INCRs the name's fence
+-- and returns the new token. An agent that already holds the name and would wait on its own
+-- hold (one its process holds and lists in ARGV[11]) is refused before anything is written.
+--
+-- KEYS[1]  lock holders (hash)            {s}/_lock/space/id
+-- KEYS[2]  lock queue (list of ids)       {s}/_lockq/space/id
+-- KEYS[3]  queued waiters (hash)          {s}/_lockw/space/id
+-- KEYS[4]  newest fencing token           {s}/_fence/space/id
+-- KEYS[5]  names with holders or waiters  {s}/_locks
+-- KEYS[6]  the swarm's event log          {s}/_log
+--
+-- ARGV[1]  lock name (full key)
+-- ARGV[2]  swarm name
+-- ARGV[3]  event channel
+-- ARGV[4]  approximate max length of the event log
+-- ARGV[5]  waiter id (random per acquisition; re-sent unchanged by each re-check)
+-- ARGV[6]  agent name
+-- ARGV[7]  mode: "read" | "write" | "exclusive"
+-- ARGV[8]  lease in ms (the lease starts when the grant is made)
+-- ARGV[9]  wake channel of the caller's process ({s}/_wake/<listener id>)
+-- ARGV[10] "1": do not queue (timeout 0); "" = queue if not grantable now
+-- ARGV[11] holder ids the caller's process holds on this name as this agent, comma
+--          separated ("" = none): the self-deadlock check looks only at these
+--
+-- Returns one of
+--   {0, token, lease_left_ms}        granted (token "" for read); on a re-check of a request
+--                                    granted meanwhile, the lease left of that grant
+--   {10, recheck_ms, position}       queued (position 1 = head): wait for the wake-up, and
+--                                    re-check (same id) after recheck_ms at the latest
+--   {11, recheck_ms}                 not grantable now, and ARGV[10] = "1": nothing queued
+--   {12, held_mode, blocker_agent}   the caller holds the name in held_mode (ARGV[11]) and
+--                                    this request would wait on that hold: refused, nothing
+--                                    queued
+
+local id, agent, mode = ARGV[5], ARGV[6], ARGV[7]
+local lease = tonumber(ARGV[8])
+if not LK_COMPAT[mode] then return redis.error_reply('unknown lock mode ' .. tostring(mode)) end
+if not lease or lease < 1 or lease ~= math.floor(lease) then
+  return redis.error_reply('lease must be a positive integer of ms, got ' .. tostring(ARGV[8]))
+end
+
+local st = lk_load()
+local held = st.holders[id]
+local entry = not held and lk_waiter(id)
+if not held and not entry then
+  local refusal = lk_self_deadlock(st, agent, mode, ARGV[11])
+  if refusal then return refusal end
+end
+
+lk_purge(st)
+if held then  -- a re-check that finds its request granted (its wake-up is on the way)
+  lk_grant(st, nil, nil)
+  lk_finish(st)
+  return {0, held.token, held.expires - st.now}
+end
+
+local new = nil
+if entry then  -- a re-check: still alive, keeps its place
+  entry.alive = st.now + entry.lease + LK_WAITER_SLACK_MS
+  redis.call('HSET', KEYS[3], id, lk_waiter_value(entry))
+else
+  entry = {id = id, mode = mode, agent = agent, lease = lease, wake = ARGV[9], stored = false}
+  new = entry
+end
+local mine = lk_grant(st, id, new)
+if mine then
+  lk_finish(st)
+  return {0, mine[1], mine[2]}
+end
+
+local recheck = lk_recheck_ms(st, entry.lease)
+if new and ARGV[10] == '1' then
+  lk_finish(st)
+  return {11, recheck}
+end
+entry.alive = st.now + entry.lease + LK_WAITER_SLACK_MS
+local pos = lk_enqueue(st, entry)
+lk_finish(st)
+return {10, recheck, pos}

@@ -1,0 +1,32 @@
+-- lock_cancel.lua: withdraw a request (acquire timed out, or the waiter was interrupted).
+-- The waiter leaves the queue; if it was granted in the meantime the grant is given back.
+-- Either way whoever it was blocking is granted and woken in the same step.
+--
+-- KEYS[1]  lock holders (hash)            {s}/_lock/space/id
+-- KEYS[2]  lock queue (list of ids)       {s}/_lockq/space/id
+-- KEYS[3]  queued waiters (hash)          {s}/_lockw/space/id
+-- KEYS[4]  newest fencing token           {s}/_fence/space/id
+-- KEYS[5]  names with holders or waiters  {s}/_locks
+-- KEYS[6]  the swarm's event log          {s}/_log
+--
+-- ARGV[1]  lock name (full key)
+-- ARGV[2]  swarm name
+-- ARGV[3]  event channel
+-- ARGV[4]  approximate max length of the event log
+-- ARGV[5]  waiter id
+--
+-- Returns {0, given_back}: given_back is 1 if the request had been granted and was released.
+
+local id = ARGV[5]
+local st = lk_load()
+local held = st.holders[id]
+lk_purge(st)
+if redis.call('HDEL', KEYS[3], id) == 1 then redis.call('LREM', KEYS[2], 1, id) end
+if held then
+  redis.call('HDEL', KEYS[1], id)
+  st.holders[id] = nil
+  lk_event('lock_released', held.agent, held.mode, held.token, st.now)
+end
+lk_grant(st, nil, nil)
+lk_finish(st)
+return {0, held and 1 or 0}

@@ -1,0 +1,158 @@
+"""Locks under faults: holders SIGKILLed or SIGSTOPped past their lease, a waiter that dies in
+the queue, and a Redis restart (AOF) under contention. Processes and servers are really
+killed, paused and restarted; every wait is on a state, never a sleep-and-hope."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from itertools import pairwise
+from typing import Any
+
+import _lock_workers as workers
+import pytest
+import redis
+from test_locks import LOCK, SPAWN, Procs, overlap, queued, state, until
+
+import memgang
+from memgang.codec import loads_json
+from memgang.server import EmbeddedServer
+from memgang.testing import fresh_swarm_name
+
+
+@pytest.fixture
+def procs() -> Iterator[Procs]:
+    group = Procs()
+    try:
+        yield group
+    finally:
+        for proc in group.procs:  # a test may leave one stopped
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signal.SIGCONT)
+        group.close()
+
+
+def log_events(raw: redis.Redis, swarm: memgang.Swarm) -> list[tuple[str, str]]:
+    entries = raw.xrange(swarm.keys.log)
+    return [(e["type"], e["agent"]) for e in (loads_json(f[b"e"]) for _, f in entries)]
+
+
+def expect(out: Any, kind: str) -> Any:
+    """The next report of a child, which must be ``kind``."""
+    got, arg = out.get(timeout=60)
+    assert got == kind, (got, arg)
+    return arg
+
+
+def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    result: list[Any] = []
+    thread = threading.Thread(target=lambda: result.append(fn()))
+    thread.start()
+    return thread, result
+
+
+def test_a_sigkilled_holder_is_replaced_when_its_lease_ends(
+        url: str, swarm: memgang.Swarm, raw: redis.Redis, procs: Procs) -> None:
+    commands = SPAWN.Queue()
+    child = procs.start(workers.hold_until_told, url, swarm.name, "doomed", 400, commands,
+                        procs.out)
+    old_token = expect(procs.out, "holding")
+    me = swarm.agent("next")
+    thread, got = in_thread(lambda: me.lock(LOCK, "write", timeout_s=20).acquire())
+    until(lambda: queued(swarm) == [("next", "write")], "next queued behind the holder")
+    child.kill()  # SIGKILL: no release, no goodbye
+    thread.join(30)
+    assert got and got[0].held
+    assert got[0].token > old_token
+    # granted by the re-check at the dead lease's end: expired, then acquired; never released
+    assert log_events(raw, swarm)[-2:] == [("lock_expired", "doomed"), ("lock_acquired", "next")]
+    assert ("lock_released", "doomed") not in log_events(raw, swarm)
+    got[0].release()
+
+
+def test_a_sigstopped_holder_resumed_past_its_lease_gets_stale_fence_and_lock_lost(
+        url: str, swarm: memgang.Swarm, procs: Procs) -> None:
+    commands = SPAWN.Queue()
+    child = procs.start(workers.hold_until_told, url, swarm.name, "sleepy", 400, commands,
+                        procs.out)
+    old_token = expect(procs.out, "holding")
+    os.kill(child.pid, signal.SIGSTOP)  # paused while holding: its watchdog cannot renew
+    me = swarm.agent("successor")
+    with me.lock(LOCK, "write", timeout_s=20) as lease:
+        assert lease.token > old_token
+        os.kill(child.pid, signal.SIGCONT)
+        commands.put(("write", "from the past"))  # with the token it got before the pause
+        reports = [procs.out.get(timeout=60)]
+        while reports[-1][0] in ("on_lost",):
+            reports.append(procs.out.get(timeout=60))
+        assert reports[-1] == ("refused", "StaleFence")
+        commands.put(("exit", None))
+        reports.append(procs.out.get(timeout=60))
+        while reports[-1][0] in ("on_lost",):
+            reports.append(procs.out.get(timeout=60))
+        assert reports[-1] == ("exit-error", "LockLost")
+        if not any(kind == "on_lost" for kind, _ in reports):
+            reports.append(procs.out.get(timeout=60))  # raced with the exit's report
+        assert [kind for kind, _ in reports].count("on_lost") == 1
+        me.write(LOCK, "current", fence=lease.token)
+    obj = me.read(LOCK)
+    assert obj is not None and obj.value == "current"
+
+
+def test_a_waiter_that_dies_in_the_queue_is_skipped(
+        url: str, swarm: memgang.Swarm, raw: redis.Redis, procs: Procs) -> None:
+    me, other = swarm.agent("holder"), swarm.agent("patient")
+    with me.lock(LOCK, "write", lease_ms=30_000):
+        child = procs.start(workers.take_once, url, swarm.name, "ghost", "write", procs.out,
+                            100)
+        until(lambda: queued(swarm) == [("ghost", "write")], "ghost queued")
+        thread, got = in_thread(lambda: other.lock(LOCK, "write", timeout_s=30).acquire())
+        until(lambda: queued(swarm) == [("ghost", "write"), ("patient", "write")],
+              "patient queued behind the ghost")
+        child.kill()
+        # it stops re-checking: its entry is abandoned (lease + slack), still in the queue
+        until(lambda: any(w.abandoned for w in state(swarm).queue), "the ghost abandoned",  # type: ignore[union-attr]
+              timeout_s=30)
+    thread.join(30)  # the release skipped the ghost and granted the patient waiter at once
+    assert got and got[0].held
+    assert ("lock_acquired", "ghost") not in log_events(raw, swarm)
+    got[0].release()
+    assert state(swarm) is None
+
+
+def test_a_redis_restart_under_contention_never_yields_two_holders(
+        private_server: Callable[..., EmbeddedServer], procs: Procs) -> None:
+    srv = private_server(aof=True)
+    gang = memgang.connect(srv.url)
+    try:
+        swarm = gang.swarm(fresh_swarm_name())
+        me = swarm.agent("observer")
+
+        def value() -> int:
+            try:
+                obj = me.read(LOCK)
+            except memgang.ConnectionLost:
+                return -1
+            return int(obj.value) if obj else 0
+
+        stop = procs.go
+        for i in range(6):
+            procs.start(workers.fenced_increments, srv.url, swarm.name, f"w{i}", stop,
+                        procs.out)
+        assert all(kind == "ready" for kind, _ in procs.results(6))
+        until(lambda: value() >= 20, "progress before the restart", timeout_s=60)
+        srv.restart()  # SIGTERM: the AOF is complete; lease times are server wall-clock
+        before = value()
+        until(lambda: value() >= before + 20, "progress after the restart", timeout_s=60)
+        stop.set()
+        results = procs.results(6)
+    finally:
+        gang.close()
+    clean = sorted(iv for _, ivs, _, _ in results for iv in ivs)
+    assert not [(a, b) for a, b in pairwise(clean) if overlap(a[:2], b[:2])]
+    tokens = [t for _, _, ts, _ in results for t in ts]
+    assert len(tokens) == len(set(tokens)), "a fencing token was issued twice"
+    # tokens of clean holds follow the order of the holds: never back after the restart
+    assert [t for _, _, t in clean] == sorted(t for _, _, t in clean)
