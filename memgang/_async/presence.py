@@ -1,0 +1,43 @@
+"""Presence: heartbeats, clean leaves and the list of live agents (the I/O shell over the
+sans-I/O core of memgang.agent). ``memgang/_sync/presence.py`` is generated from this file.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import redis.exceptions
+
+from .. import agent as core
+from ..errors import ConnectionLost
+
+if TYPE_CHECKING:
+    from .gang import AgentMemory, Swarm
+
+
+async def beat(me: AgentMemory, info: bytes, ttl_ms: int) -> bool:
+    """One heartbeat (the first one joins); ``True`` if it (re)joined the swarm."""
+    keys, args = core.beat_call(me.swarm.keys, me.name, info, ttl_ms,
+                                me.gang.settings.log_maxlen)
+    joined, _ = core.interpret_beat(await me.gang.call("agent_beat", keys, args))
+    return joined
+
+
+async def leave(me: AgentMemory, reason: str = "stopped") -> bool:
+    """Leave the swarm (agent_left); ``False`` if the agent was not present."""
+    keys, args = core.leave_call(me.swarm.keys, me.name, reason, me.gang.settings.log_maxlen)
+    return bool(await me.gang.call("agent_leave", keys, args))
+
+
+async def live_agents(swarm: Swarm) -> list[core.AgentInfo]:
+    """The agents whose heartbeat is current (by the server's clock), with their roles."""
+    ks = swarm.keys
+    try:
+        async with swarm.gang.client.pipeline(transaction=False) as pipe:
+            pipe.time()
+            pipe.zrange(ks.presence, 0, -1, withscores=True)
+            pipe.hgetall(ks.agents)
+            (secs, micros), members, descriptions = await pipe.execute()
+    except redis.exceptions.RedisError as exc:
+        raise ConnectionLost(f"listing the agents of {swarm.name} failed: {exc}") from exc
+    return core.live_agents(members, descriptions, secs * 1000 + micros // 1000)
