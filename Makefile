@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test lint bench sync clean
+.PHONY: venv demo test lint bench sync clean browser
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,7 +22,12 @@ lint: venv
 	$(VENV)/bin/ruff check memgang tests benchmarks tools
 	$(VENV)/bin/mypy
 
-test: lint
+# headless Chromium for the dashboard's browser tests (Debian's package; idempotent)
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver)
+
+test: lint browser
 	$(VENV)/bin/pytest -q
 
 bench: venv

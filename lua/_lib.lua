@@ -29,12 +29,14 @@ end
 -- {3, holder, mode} if a live lease in `modes` (a set: mode -> true) is held on the key by
 -- someone other than `agent` carrying `fence`; else nil. Holder fields of the lock hash are
 -- "<mode>|<agent>|<expires_ms>|<token>"; leases past their expiry do not count.
+-- `fence` nil (reads): only the holder agent matters. A string (writes, deletes; "" = no
+-- token): the holder agent must also carry its lease's token.
 local function lock_refusal(lock_key, agent, fence, now, modes)
   local held = redis.call('HGETALL', lock_key)
   for i = 2, #held, 2 do
     local mode, holder, expires, token = string.match(held[i], '^(%a+)|([^|]*)|(%d+)|(%d*)$')
     if mode ~= nil and modes[mode] and tonumber(expires) > now then
-      if holder ~= agent or fence == nil or fence == '' or token ~= fence then
+      if holder ~= agent or (fence ~= nil and (fence == '' or token ~= fence)) then
         return {3, holder, mode}
       end
     end
@@ -59,10 +61,22 @@ local function event_body(kind, swarm, key, agent, version, now, extra)
     ',"ts":', string.format('%d', now), extra, '}'})
 end
 
--- XADD the event to the swarm's bounded log, then PUBLISH it with its log id; returns the id
+-- XADD the event to the swarm's bounded log, then PUBLISH it with its log id; returns the id.
+-- Each entry also carries n, its position in the log: the previous entry's n + 1 (1 for the
+-- first). Subscribers use it to tell exactly how many events a trimmed log cost them, and to
+-- notice a lost live message by a jump in n (memgang/events.py).
 local function emit(log_key, maxlen, channel, body)
-  local id = redis.call('XADD', log_key, 'MAXLEN', '~', maxlen, '*', 'e', body)
-  redis.call('PUBLISH', channel, '{"id":"' .. id .. '",' .. string.sub(body, 2))
+  local n = 1
+  local last = redis.call('XREVRANGE', log_key, '+', '-', 'COUNT', 1)[1]
+  if last then
+    local f = last[2]
+    for i = 1, #f - 1, 2 do
+      if f[i] == 'n' then n = (tonumber(f[i + 1]) or 0) + 1; break end
+    end
+  end
+  local ns = string.format('%d', n)
+  local id = redis.call('XADD', log_key, 'MAXLEN', '~', maxlen, '*', 'e', body, 'n', ns)
+  redis.call('PUBLISH', channel, '{"id":"' .. id .. '","n":' .. ns .. ',' .. string.sub(body, 2))
   return id
 end
 

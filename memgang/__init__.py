@@ -13,9 +13,19 @@
 
 from __future__ import annotations
 
+from ._sync.agent import AgentMixin
+from ._sync.events import SyncEventStream as EventStream
+from ._sync.events import SyncSubscription as Subscription
 from ._sync.gang import AgentMemory, Gang, Swarm, connect
+from ._sync.locks import SyncLease as Lease
+from .agent import AgentInfo, on
 from .config import Config
 from .errors import (
+    AgentError,
+    ComputeError,
+    ComputeFailed,
+    ComputeTimeout,
+    Computing,
     ConflictError,
     ConnectionLost,
     Error,
@@ -28,33 +38,47 @@ from .errors import (
     LockLost,
     LockTimeout,
     LockUpgradeRefused,
+    MalformedEvent,
     ManualConflict,
     NotFound,
     ScriptError,
     ServerError,
     StaleFence,
 )
+from .events import Event, EventFilter
 from .memory import Conflict, MemoryObject, MemoryRef
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AgentError",
+    "AgentInfo",
     "AgentMemory",
+    "AgentMixin",
+    "ComputeError",
+    "ComputeFailed",
+    "ComputeTimeout",
+    "Computing",
     "Config",
     "Conflict",
     "ConflictError",
     "ConnectionLost",
     "Error",
+    "Event",
+    "EventFilter",
     "EventGap",
+    "EventStream",
     "Forbidden",
     "Gang",
     "InvalidKey",
     "InvalidValue",
+    "Lease",
     "LockError",
     "LockLost",
     "LockTimeout",
     "LockUpgradeRefused",
     "Locked",
+    "MalformedEvent",
     "ManualConflict",
     "MemoryObject",
     "MemoryRef",
@@ -62,6 +86,8 @@ __all__ = [
     "ScriptError",
     "ServerError",
     "StaleFence",
+    "Subscription",
     "Swarm",
     "connect",
+    "on",
 ]

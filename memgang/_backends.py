@@ -9,16 +9,24 @@ here therefore has a ``Sync*`` twin with the same signature minus the coroutine.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
+import inspect
+import queue
+import signal
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import redis
 import redis.asyncio
 import redis.asyncio.client
+import redis.asyncio.retry
+import redis.backoff
 import redis.client
 import redis.commands.core
+import redis.retry
 
 AsyncRedis = redis.asyncio.Redis
 SyncRedis = redis.Redis
@@ -28,10 +36,31 @@ AsyncPubSub = redis.asyncio.client.PubSub
 SyncPubSub = redis.client.PubSub
 AsyncScript = redis.commands.core.AsyncScript
 SyncScript = redis.commands.core.Script
+AsyncEvent = asyncio.Event
+SyncEvent = threading.Event
+#: A lock held across awaits (``async with``); in the sync shell a thread lock (``with``).
+AsyncLock = asyncio.Lock
+SyncLock = threading.Lock
+
+T = TypeVar("T")
+P = ParamSpec("P")
+#: A function of no arguments whose result the caller waits for (compute-once's ``fn``).
+AsyncThunk = Callable[[], Awaitable[T]]
+SyncThunk = Callable[[], T]
+#: A function whose call the caller waits for (what ``@swarm.shared`` wraps).
+AsyncFunc = Callable[P, Awaitable[T]]
+SyncFunc = Callable[P, T]
+#: The handle of a spawned background task or thread.
+AsyncHandle = asyncio.Task[Any]
+SyncHandle = threading.Thread
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class AsyncBackend:
     """Concurrency primitives for the asyncio shell."""
+
+    ASYNC = True
 
     @staticmethod
     async def sleep(seconds: float) -> None:
@@ -46,6 +75,17 @@ class AsyncBackend:
         return asyncio.Event()
 
     @staticmethod
+    def mutex() -> contextlib.AbstractContextManager[Any]:
+        """Guards a critical section WITHOUT awaits (plain ``with``): on one event loop
+        nothing can interleave there, so this is a no-op; the sync twin is a thread lock."""
+        return contextlib.nullcontext()
+
+    @staticmethod
+    def lock() -> asyncio.Lock:
+        """Guards a critical section that awaits (``async with``)."""
+        return asyncio.Lock()
+
+    @staticmethod
     def spawn(fn: Callable[[], Awaitable[Any]], name: str) -> asyncio.Task[Any]:
         return asyncio.get_running_loop().create_task(fn(), name=name)  # type: ignore[arg-type]
 
@@ -57,9 +97,54 @@ class AsyncBackend:
             return False
         return True
 
+    @staticmethod
+    async def join(handle: asyncio.Task[Any]) -> None:
+        """Wait for a spawned task to end (its errors are its own to report)."""
+        with contextlib.suppress(BaseException):
+            await handle
+
+    @staticmethod
+    def threadsafe_setter(event: asyncio.Event) -> Callable[[], None]:
+        """A function that sets ``event`` from any thread (or a signal handler)."""
+        loop = asyncio.get_running_loop()
+
+        def set_event() -> None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                event.set()
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(event.set)
+
+        return set_event
+
+    @staticmethod
+    def on_stop_signals(callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` on SIGINT/SIGTERM; returns the function that undoes it.
+        Does nothing where the loop cannot handle signals (not the main thread)."""
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in _STOP_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, callback)
+            except (NotImplementedError, RuntimeError, ValueError):
+                continue
+            installed.append(sig)
+
+        def undo() -> None:
+            for sig in installed:
+                with contextlib.suppress(Exception):
+                    loop.remove_signal_handler(sig)
+
+        return undo
+
 
 class SyncBackend:
     """Concurrency primitives for the threaded sync shell."""
+
+    ASYNC = False
 
     @staticmethod
     def sleep(seconds: float) -> None:
@@ -74,6 +159,14 @@ class SyncBackend:
         return threading.Event()
 
     @staticmethod
+    def mutex() -> contextlib.AbstractContextManager[Any]:
+        return threading.Lock()
+
+    @staticmethod
+    def lock() -> threading.Lock:
+        return threading.Lock()
+
+    @staticmethod
     def spawn(fn: Callable[[], Any], name: str) -> threading.Thread:
         thread = threading.Thread(target=fn, name=name, daemon=True)
         thread.start()
@@ -82,3 +175,220 @@ class SyncBackend:
     @staticmethod
     def wait_event(event: threading.Event, timeout_s: float) -> bool:
         return event.wait(timeout_s)
+
+    @staticmethod
+    def join(handle: threading.Thread) -> None:
+        if handle is not threading.current_thread():
+            handle.join()
+
+    @staticmethod
+    def threadsafe_setter(event: threading.Event) -> Callable[[], None]:
+        return event.set
+
+    @staticmethod
+    def on_stop_signals(callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` on SIGINT/SIGTERM; returns the function that undoes it.
+        Does nothing outside the main thread (Python delivers signals there only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous = {sig: signal.signal(sig, lambda *_: callback()) for sig in _STOP_SIGNALS}
+
+        def undo() -> None:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        return undo
+
+
+# --- events (memgang/_async/events.py): a subscriber's mailbox, the raw pub/sub connection,
+# and calling a handler that may be a coroutine function ---------------------------------------
+
+
+class AsyncMailbox:
+    """A bounded queue from the event hub (one producer) to one subscriber.
+
+    ``put`` never blocks the hub: when the queue is full it *flags* the mailbox and refuses
+    every item until the subscriber takes the flag (and catches up from the log). A flag, or
+    ``close()``, also wakes a waiting ``get``, which returns None once the queue is empty.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.flagged = False
+        self.closed = False
+        self.overflows = 0
+        self._items: collections.deque[Any] = collections.deque()
+        self._wake = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, item: Any) -> bool:
+        if self.flagged or self.closed:
+            return False
+        if len(self._items) >= self.maxsize:
+            self.overflows += 1
+            self.flag()
+            return False
+        self._items.append(item)
+        self._wake.set()
+        return True
+
+    def flag(self) -> None:
+        self.flagged = True
+        self._wake.set()
+
+    def take_flag(self) -> bool:
+        flagged, self.flagged = self.flagged, False
+        return flagged
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+
+    async def get(self, timeout_s: float | None = None) -> Any | None:
+        """The next item; None if the queue is empty and flagged, closed, or on timeout."""
+        if not self._items and not self.flagged and not self.closed:
+            self._wake.clear()
+            if timeout_s is None:
+                await self._wake.wait()
+            else:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout_s)
+        return self._items.popleft() if self._items else None
+
+
+class SyncMailbox:
+    """The threaded twin of :class:`AsyncMailbox` (the hub's reader thread puts).
+
+    A C ``SimpleQueue`` underneath: the hand-over to the waiting thread is one lock release,
+    no Python-level condition variable. A flag or ``close()`` enqueues a wake-up marker
+    behind the items already queued, so those are still handed over first.
+    """
+
+    _WAKE = object()
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self.flagged = False
+        self.closed = False
+        self.overflows = 0
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def __len__(self) -> int:
+        return self._queue.qsize()
+
+    def put(self, item: Any) -> bool:
+        if self.flagged or self.closed:
+            return False
+        if self._queue.qsize() >= self.maxsize:
+            self.overflows += 1
+            self.flag()
+            return False
+        self._queue.put(item)
+        return True
+
+    def flag(self) -> None:
+        self.flagged = True
+        self._queue.put(self._WAKE)
+
+    def take_flag(self) -> bool:
+        flagged, self.flagged = self.flagged, False
+        return flagged
+
+    def close(self) -> None:
+        self.closed = True
+        self._queue.put(self._WAKE)
+
+    def get(self, timeout_s: float | None = None) -> Any | None:
+        try:
+            item = self._queue.get(timeout=timeout_s) if timeout_s is None or timeout_s > 0 \
+                else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        return None if item is self._WAKE else item
+
+
+def _pubsub_kwargs(pool: Any, timeout_s: float, retry: Any) -> dict[str, Any]:
+    kwargs = dict(pool.connection_kwargs)
+    kwargs.update(health_check_interval=0, socket_timeout=timeout_s, protocol=2, retry=retry,
+                  client_name="memgang-events")
+    return kwargs
+
+
+class AsyncPubSubConn:
+    """A raw RESP2 connection for (P)SUBSCRIBE, read by memgang's event hub itself: nothing
+    re-subscribes behind its back, and confirmations and PONGs arrive in order with the
+    messages. Built from the client's pool settings (URL, TLS, password, db)."""
+
+    def __init__(self, client: redis.asyncio.Redis, timeout_s: float) -> None:
+        pool = client.connection_pool
+        self.db = int(pool.connection_kwargs.get("db") or 0)
+        retry = redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0)
+        self._conn = pool.connection_class(**_pubsub_kwargs(pool, timeout_s, retry))
+
+    async def connect(self) -> None:
+        await self._conn.connect()  # type: ignore[no-untyped-call]
+
+    async def send(self, *args: str) -> None:
+        await self._conn.send_command(*args, check_health=False)
+
+    async def read(self, timeout_s: float) -> Any | None:
+        """The next message (a list), or None if nothing arrived within ``timeout_s``."""
+        return await self._conn.read_response(timeout=timeout_s, disconnect_on_error=True)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._conn.disconnect()
+
+
+class SyncPubSubConn:
+    """The threaded twin of :class:`AsyncPubSubConn`; ``close()`` may be called from any
+    thread and makes a blocked ``read`` fail at once."""
+
+    def __init__(self, client: redis.Redis, timeout_s: float) -> None:
+        pool = client.connection_pool
+        self.db = int(pool.connection_kwargs.get("db") or 0)
+        retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
+        self._conn = pool.connection_class(**_pubsub_kwargs(pool, timeout_s, retry))
+        self._closed = False
+
+    def connect(self) -> None:
+        self._conn.connect()
+
+    def send(self, *args: str) -> None:
+        if self._closed:
+            raise redis.exceptions.ConnectionError("closed")
+        self._conn.send_command(*args, check_health=False)
+
+    def read(self, timeout_s: float) -> Any | None:
+        if self._closed:
+            raise redis.exceptions.ConnectionError("closed")
+        try:
+            if not self._conn.can_read(timeout_s):
+                return None
+            return self._conn.read_response(disconnect_on_error=True)
+        except (TypeError, AttributeError, ValueError) as exc:  # closed by another thread
+            if self._closed:
+                raise redis.exceptions.ConnectionError("closed") from exc
+            raise
+
+    def close(self) -> None:
+        self._closed = True
+        with contextlib.suppress(Exception):
+            self._conn.disconnect()
+
+
+class AsyncHandlers:
+    @staticmethod
+    async def call(handler: Callable[[Any], Any], item: Any) -> None:
+        """Call ``handler(item)``; await the result if it is awaitable."""
+        result = handler(item)
+        if inspect.isawaitable(result):
+            await result
+
+
+class SyncHandlers:
+    @staticmethod
+    def call(handler: Callable[[Any], Any], item: Any) -> None:
+        handler(item)

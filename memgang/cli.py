@@ -200,7 +200,12 @@ def server(port: int | None, unix_path: str | None, data_dir: str | None, aof: b
 
 # Each concern's commands live in their own module and add themselves to `main`.
 COMMAND_MODULES = (
+    "cli_bench",
+    "cli_dashboard",
     "cli_demo",
+    "cli_locks",
+    "cli_stats",
+    "cli_watch",
 )
 
 

@@ -29,7 +29,6 @@ MANUAL_CONFLICT = 2
 LOCKED = 3
 STALE_FENCE = 4
 FORBIDDEN = 5
-SCOPE_MOVED = 6
 NOT_MAPPING = 7
 NOT_FOUND = 9
 
@@ -46,10 +45,17 @@ def lua_dir() -> Path:
 
 @cache
 def sources() -> dict[str, str]:
-    """Script name -> full source (shared helpers first)."""
+    """Script name -> full source: ``_lib.lua`` first, then for a script of a family
+    (``<family>_*.lua``) that family's helpers ``_<family>.lua`` if there are any (e.g.
+    ``_lock.lua`` for ``lock_acquire.lua``), so no script pays for helpers it never calls."""
     root = lua_dir()
-    lib = "\n".join(p.read_text() for p in sorted(root.glob("_*.lua")))
-    return {p.stem: lib + "\n" + p.read_text() for p in sorted(root.glob("[!_]*.lua"))}
+    lib = (root / "_lib.lua").read_text()
+    families = {p.stem[1:]: p.read_text() for p in root.glob("_*.lua") if p.stem != "_lib"}
+    out = {}
+    for path in sorted(root.glob("[!_]*.lua")):
+        helpers = families.get(path.stem.partition("_")[0], "") if "_" in path.stem else ""
+        out[path.stem] = "\n".join(part for part in (lib, helpers, path.read_text()) if part)
+    return out
 
 
 def text(value: Any) -> str:
@@ -83,7 +89,6 @@ __all__ = [
     "NOT_FOUND",
     "NOT_MAPPING",
     "OK",
-    "SCOPE_MOVED",
     "STALE_FENCE",
     "lua_dir",
     "raise_refusal",

@@ -82,7 +82,9 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:
+    """Make this process die (SIGTERM) when its parent dies (Linux), and leave the parent's
+    process group. Meant as a ``preexec_fn``: it runs in the child between fork and exec."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -154,7 +156,7 @@ class EmbeddedServer:
             os.unlink(self.socket_path)
         self.process = subprocess.Popen(
             self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, preexec_fn=_die_with_parent,
+            stderr=subprocess.PIPE, preexec_fn=die_with_parent,
         )
         atexit.register(self.stop)
         self._wait_ready(timeout_s)

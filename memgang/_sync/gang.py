@@ -8,40 +8,59 @@ This file is the single implementation; ``memgang/_sync/gang.py`` is generated f
 from __future__ import annotations
 
 import contextlib
-import weakref
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.exceptions
 
 from .. import scripts
 from .._backends import SyncFunc, SyncRedis, SyncScript, SyncThunk, P
+from ..agent import AgentInfo
 from ..codec import Codec, dumps_json
 from ..config import Config
-from ..errors import ConnectionLost, Error, InvalidKey, InvalidValue, NotFound, ScriptError
+from ..errors import (
+    ConnectionLost,
+    Error,
+    InvalidKey,
+    InvalidValue,
+    Locked,
+    LockTimeout,
+    NotFound,
+    ScriptError,
+)
 from ..keys import SwarmKeys, validate_name
+from ..locks import DEFAULT_LEASE_MS, LockState
 from ..memo import default_agent
 from ..memory import (
     Conflict,
     MemoryObject,
     MemoryRef,
-    Scope,
+    ScopeQuery,
     Settings,
     conflict_entries,
     interpret_read,
+    members_to_keys,
     plan_delete,
     plan_write,
     read_call,
-    scope_index_keys,
     target,
 )
 from ..metrics import Stats, parse_hash
 from ..server import EmbeddedServer
 from . import memo as _memo
+from . import presence as _presence
+from .events import SyncEventHub, SyncEventStream, SyncHandler, SyncSubscription
+from .events import subscribe as _subscribe
+from .locks import SyncLease, SyncLockRuntime, OnLost, lock_states
 
-_SCOPE_CACHE = 4096
-_RETRIES = 4
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ..events import EventOptions
+
+_SEEN_CACHE = 4096
 T = TypeVar("T")
 
 
@@ -88,8 +107,12 @@ class Gang:
         self.scripts: dict[str, SyncScript] = {
             name: client.register_script(src) for name, src in scripts.sources().items()
         }
-        # agents whose unflushed counters close() sends before the connection goes
-        self.members: weakref.WeakSet[AgentMemory] = weakref.WeakSet()
+        # every agent's counters, by (swarm, agent): close() flushes what is pending
+        self.stats: dict[tuple[str, str], Stats] = {}
+        # lock-wake listener and lease watchdog, started by the first lock (memgang.locks)
+        self.lock_runtime: SyncLockRuntime | None = None
+        # the one pub/sub connection of every event subscriber (memgang._async.events)
+        self.events_hub: SyncEventHub | None = None
 
     @property
     def url(self) -> str:
@@ -98,6 +121,41 @@ class Gang:
 
     def swarm(self, name: str) -> Swarm:
         return Swarm(self, name)
+
+    def events(self, types: str | Iterable[str] | None = None, *,
+               swarms: Sequence[str] | None = None,
+               **options: Unpack[EventOptions]) -> SyncEventStream:
+        """The events of ``swarms`` (default: every swarm), like :meth:`Swarm.events`."""
+        return SyncEventStream(self, swarms, types, **options)
+
+    def subscribe(self, handler: SyncHandler, types: str | Iterable[str] | None = None,
+                        *, swarms: Sequence[str] | None = None,
+                        **options: Unpack[EventOptions]) -> SyncSubscription:
+        """Call ``handler`` for the events of ``swarms`` (default: every swarm), like
+        :meth:`Swarm.subscribe`."""
+        return _subscribe(self, swarms, handler, types, dict(options))
+
+    def flush_stats(self, only: Sequence[tuple[str, str]] | None = None) -> None:
+        """Send the agents' counters not yet in Redis (``only`` those (swarm, agent)) in one
+        pipelined round trip of HINCRBY."""
+        batch = [(swarm, agent, stats.take(), stats)
+                 for (swarm, agent), stats in list(self.stats.items())
+                 if only is None or (swarm, agent) in only]
+        batch = [item for item in batch if item[2]]
+        if not batch:
+            return
+        try:
+            with self.client.pipeline(transaction=False) as pipe:
+                for swarm, agent, pending, _ in batch:
+                    ks = SwarmKeys(swarm)
+                    pipe.sadd(ks.stats_index, agent)
+                    for counter, n in pending.items():
+                        pipe.hincrby(ks.stats(agent), counter, n)
+                pipe.execute()
+        except redis.exceptions.RedisError as exc:
+            for _, _, pending, stats in batch:
+                stats.put_back(pending)
+            raise ConnectionLost(f"flushing agent stats failed: {exc}") from exc
 
     def call(self, script: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run one script; redis-py errors become memgang errors."""
@@ -113,9 +171,12 @@ class Gang:
     def close(self) -> None:
         """Close the connections (and stop the embedded server this Gang started)."""
         try:
-            for member in list(self.members):
-                with contextlib.suppress(Error):
-                    member.flush_stats()
+            if self.lock_runtime is not None:
+                self.lock_runtime.close()
+            if self.events_hub is not None:
+                self.events_hub.close()
+            with contextlib.suppress(Error):
+                self.flush_stats()
             self.client.close()
         finally:
             if self.server is not None:
@@ -154,42 +215,54 @@ class Swarm:
                          context: str | None = None, *, limit: int | None = None,
                          reader: str = "") -> list[MemoryObject]:
         """Objects last written by ``agent``, in ``group`` and in ``context`` (those given),
-        most recently updated first; ``limit`` keeps the N most recently created.
+        most recently updated first, at most ``limit`` of them.
 
         Index entries of objects that expired or were deleted by other tools are pruned on
         the way. Objects this reader may not see (readable_by, exclusive locks) are left out.
         """
-        idx = scope_index_keys(self.keys, agent=agent, group=group, context=context)
+        query = ScopeQuery(agent, group, context)
+        ks = self.keys
         client = self.gang.client
         try:
-            members: list[Any]
-            if len(idx) == 1:
-                members = client.zrevrange(idx[0], 0, -1 if limit is None else limit - 1)
-            else:
-                members = client.execute_command(  # type: ignore[no-untyped-call]
-                    "ZINTER", len(idx), *idx, "AGGREGATE", "MAX")
+            ranges = query.ranges(ks)
+            with client.pipeline(transaction=False) as pipe:
+                if ranges:
+                    for idx, low, high in ranges:
+                        pipe.zrangebylex(idx, low, high)
+                else:
+                    pipe.zrange(ks.idx_all, 0, -1)
+                found: list[Any] = pipe.execute()
         except redis.exceptions.RedisError as exc:
             raise ConnectionLost(f"scoped read of {self.name} failed: {exc}") from exc
+        if ranges:
+            sets = [members_to_keys(members) for members in found]
+            keys = sorted(set.intersection(*sets))
+        else:
+            keys = [scripts.text(m) for m in found[0]]
         out: list[MemoryObject] = []
-        missing: list[str] = []
-        keys = [scripts.text(m) for m in members]
+        stale: list[str] = []
         with client.pipeline(transaction=False) as pipe:
             for k in keys:
-                ks, args = read_call(self.keys, target(self.name, "_", k)[0], reader)
-                self.gang.scripts["read"](keys=ks, args=args, client=pipe)
+                rk, args = read_call(ks, target(self.name, "_", k)[0], reader)
+                self.gang.scripts["read"](keys=rk, args=args, client=pipe)
             replies = pipe.execute(raise_on_error=True)
         for k, reply in zip(keys, replies, strict=True):
             if reply[0] == scripts.NOT_FOUND:
-                missing.append(k)
+                stale.append(k)
             elif reply[0] in (scripts.FORBIDDEN, scripts.LOCKED):
                 continue  # not visible to this reader right now
             else:
                 obj = interpret_read(reply, k, reader)
-                if obj is not None:
+                if obj is not None and query.matches(obj):
                     out.append(obj)
-        for k in missing:
-            self.gang.call("prune", [k, self.keys.idx_all, *idx], [])
-        out.sort(key=lambda o: o.updated_ms, reverse=True)
+                elif obj is not None:
+                    stale.append(k)  # an entry left by an earlier object at this key
+        for k in stale:
+            self.gang.call(  # a vanished object is announced once (lua/prune.lua)
+                "prune", [k, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group, ks.idx_context],
+                ["memory_expired", "vanished", self.gang.settings.log_maxlen, self.name,
+                 ks.channel, *query.prune_args()])
+        out.sort(key=lambda o: o.version, reverse=True)  # versions are the swarm's order
         return out if limit is None else out[:limit]
 
     def conflicts(self) -> dict[str, list[Conflict]]:
@@ -210,11 +283,15 @@ class Swarm:
         (see :meth:`AgentMemory.compute_once`), as ``agent`` (default: ``proc-<pid>``)."""
         return self.agent(agent or default_agent()).shared(ttl_s=ttl_s, **options)
 
+    def agents(self) -> list[AgentInfo]:
+        """The live agents of this swarm (heartbeat current), with their roles, by name."""
+        return _presence.live_agents(self)
+
     def stats(self) -> dict[str, dict[str, int]]:
         """Every agent's counters (reads, writes, hits, waits, ...) as kept in Redis."""
         client = self.gang.client
         try:
-            names = sorted(m.decode() for m in client.smembers(self.keys.stats_index))
+            names = sorted(scripts.text(m) for m in client.smembers(self.keys.stats_index))
             with client.pipeline(transaction=False) as pipe:
                 for name in names:
                     pipe.hgetall(self.keys.stats(name))
@@ -222,6 +299,29 @@ class Swarm:
         except redis.exceptions.RedisError as exc:
             raise ConnectionLost(f"reading the stats of {self.name} failed: {exc}") from exc
         return {name: parse_hash(row) for name, row in zip(names, rows, strict=True)}
+
+    def locks(self) -> list[LockState]:
+        """Every lock with holders or waiters: mode, holders and lease left, queue."""
+        return lock_states(self)
+
+    def events(self, types: str | Iterable[str] | None = None,
+               **options: Unpack[EventOptions]) -> SyncEventStream:
+        """This swarm's events, each once and in log order (``async for``, ``get()``).
+
+        Filters: ``types``, ``agent`` (name or names), ``group``, ``context``, ``match`` (a
+        glob on ``space/id``, or on the full key if it starts with ``{``). ``since``: None
+        or "now" (events after the stream starts: use ``async with`` to fix that point),
+        "start" (all the log holds) or a log id. ``on_gap``: "raise" (EventGap), "event"
+        or "log". See :class:`memgang.aio.EventStream`.
+        """
+        return SyncEventStream(self.gang, [self.name], types, **options)
+
+    def subscribe(self, handler: SyncHandler, types: str | Iterable[str] | None = None,
+                        **options: Unpack[EventOptions]) -> SyncSubscription:
+        """Call ``handler(event)`` for each of this swarm's events, in order, in a task of
+        its own (a thread in the sync API); gaps come as ``event_gap`` events. Returns the
+        started :class:`memgang.aio.Subscription`; ``stop()`` ends it."""
+        return _subscribe(self.gang, [self.name], handler, types, dict(options))
 
     def __repr__(self) -> str:
         return f"Swarm({self.name!r})"
@@ -242,37 +342,35 @@ class AgentMemory:
         self.swarm = swarm
         self.gang = swarm.gang
         self.name = validate_name(name, "agent")
-        # what this agent last saw of a key: (version, scope); bounded, oldest dropped first
-        self._seen: OrderedDict[str, tuple[int, Scope]] = OrderedDict()
-        self.stats = Stats()  # counters, flushed to {swarm}/_stats/<name> (memgang.metrics)
-        self.gang.members.add(self)
+        # the version of each key this agent last read or wrote: the base of its manual
+        # writes; bounded, oldest dropped first
+        self._seen: OrderedDict[str, int] = OrderedDict()
+        # counters, flushed to {swarm}/_stats/<name> (memgang.metrics); one per agent name
+        self.stats = self.gang.stats.setdefault((swarm.name, self.name), Stats())
 
     def count(self, counter: str, n: int = 1) -> None:
-        """Add ``n`` to one of this agent's counters; flushes them at most once a second."""
+        """Add ``n`` to one of this agent's counters; flushes them at most once a second.
+        Counting never fails the operation it counts: a failed flush is retried later."""
         if self.stats.incr(counter, n):
-            self.flush_stats()
+            try:
+                self.flush_stats()
+            except ConnectionLost as exc:
+                logging.getLogger("memgang.metrics").debug("stats flush failed: %s", exc)
 
     def flush_stats(self) -> None:
-        """Send the counters not yet in Redis, in one pipelined round trip."""
-        pending = self.stats.take()
-        if not pending:
-            return
-        ks = self.swarm.keys
-        try:
-            with self.gang.client.pipeline(transaction=False) as pipe:
-                pipe.sadd(ks.stats_index, self.name)
-                for counter, n in pending.items():
-                    pipe.hincrby(ks.stats(self.name), counter, n)
-                pipe.execute()
-        except redis.exceptions.RedisError as exc:
-            self.stats.put_back(pending)
-            raise ConnectionLost(f"flushing the stats of {self.name} failed: {exc}") from exc
+        """Send this agent's counters not yet in Redis, in one pipelined round trip."""
+        self.gang.flush_stats([(self.swarm.name, self.name)])
 
     def compute_once(self, name: str, inputs: Any, fn: SyncThunk[T], **options: Any
                            ) -> T:
         """``fn()``, computed once across the swarm for (``name``, ``inputs``): reused if
-        stored, awaited if another agent computes it now. See :func:`memgang.memo`'s shell
-        ``compute_once`` for ``ttl_s``, ``lease_s``, ``on_error``, ``wait``, ``timeout_s``."""
+        stored, awaited if another agent computes it now, taken over if that agent dies.
+
+        Options: ``ttl_s`` (keep the result that long; default for good), ``lease_s`` (the
+        claim's lease, renewed while ``fn`` runs; default 10), ``on_error`` ("raise": waiters
+        get ComputeFailed; "retry": one of them computes again), ``wait=False`` (raise
+        Computing instead of waiting), ``timeout_s`` (ComputeTimeout). See
+        ``memgang/memo.py`` for the protocol."""
         return _memo.compute_once(self, name, inputs, fn, **options)
 
     def shared(self, ttl_s: float | None = None, **options: Any
@@ -280,10 +378,10 @@ class AgentMemory:
         """Decorator form of :meth:`compute_once`, keyed by the function and its arguments."""
         return _memo.shared(self, ttl_s=ttl_s, **options)
 
-    def _remember(self, key: str, version: int, scope: Scope) -> None:
-        self._seen[key] = (version, scope)
+    def _remember(self, key: str, version: int) -> None:
+        self._seen[key] = version
         self._seen.move_to_end(key)
-        if len(self._seen) > _SCOPE_CACHE:
+        if len(self._seen) > _SEEN_CACHE:
             self._seen.popitem(last=False)
 
     def key(self, ref: str | MemoryRef) -> str:
@@ -314,30 +412,19 @@ class AgentMemory:
         write changes nothing and announces nothing.
         """
         k = target(self.swarm.name, self.name, key)[0]
-        seen = self._seen.get(k.full)
         if on_conflict == "manual" and expected_version is None:
-            expected_version = seen[0] if seen else 0
-        prev = None
-        if seen is not None:
-            prev = Scope(seen[1].writer, seen[1].group, seen[1].context)
+            expected_version = self._seen.get(k.full, 0)
         plan = plan_write(
             self.swarm.keys, self.gang.settings, k, self.name, value,
             on_conflict=on_conflict, expected_version=expected_version, ttl_s=ttl_s,
             group=group, context=context, tags=tags, readable_by=readable_by,
-            writable_by=writable_by, derived_from=derived_from, fence=fence, prev=prev,
+            writable_by=writable_by, derived_from=derived_from, fence=fence,
             resolve_ids=_resolve,
         )
-        for _ in range(_RETRIES):
-            outcome = plan.interpret(self.gang.call("write", plan.keys, plan.args))
-            if isinstance(outcome, MemoryRef):
-                old = prev or Scope()
-                self._remember(k.full, outcome.version,
-                               Scope(self.name, group or old.group, context or old.context))
-                self.count("writes")
-                return outcome
-            plan.retarget(outcome)
-            prev = outcome
-        raise ScriptError("write", f"scope of {k.full} kept moving under {_RETRIES} retries")
+        ref = plan.interpret(self.gang.call("write", plan.keys, plan.args))
+        self._remember(k.full, ref.version)
+        self.count("writes")
+        return ref
 
     def write_many(
         self,
@@ -349,13 +436,10 @@ class AgentMemory:
         ``options`` are the keyword arguments of :meth:`write`, applied to every item.
         Raises the first refusal after all writes were attempted; the others are kept.
         """
-        pairs = list(items.items() if isinstance(items, Mapping) else items)
-        plans = []
-        for key, value in pairs:
-            k = target(self.swarm.name, self.name, key)[0]
-            seen = self._seen.get(k.full)
-            plans.append(plan_write(self.swarm.keys, self.gang.settings, k, self.name, value,
-                                    prev=seen[1] if seen else None, **options))
+        pairs = items.items() if isinstance(items, Mapping) else items
+        ks, settings = self.swarm.keys, self.gang.settings
+        plans = [plan_write(ks, settings, target(self.swarm.name, self.name, key)[0], self.name,
+                            value, **options) for key, value in pairs]
         write = self.gang.scripts["write"]
         try:
             with self.gang.client.pipeline(transaction=False) as pipe:
@@ -369,53 +453,64 @@ class AgentMemory:
         for plan, reply in zip(plans, replies, strict=True):
             try:
                 outcome = plan.interpret(reply)
-                if isinstance(outcome, Scope):  # rare: redo this one alone
-                    outcome = self.write(plan.key.full, pairs[len(refs)][1], **options)
             except Error as exc:
                 first_error = first_error or exc
                 outcome = MemoryRef(plan.key.full, 0)
             refs.append(outcome)
             if outcome.version:
                 self.stats.incr("writes")
-                self._remember(plan.key.full, outcome.version,
-                               Scope(self.name, options.get("group") or "",
-                                     options.get("context") or ""))
+                self._remember(plan.key.full, outcome.version)
         if first_error is not None:
             raise first_error
         return refs
 
-    def read(self, ref: str | MemoryRef) -> MemoryObject | None:
+    def read(self, ref: str | MemoryRef, *, wait_s: float | None = None
+                   ) -> MemoryObject | None:
         """Read ``id``, ``space/id``, a full key or a MemoryRef; ``None`` if there is none.
 
         Read through a MemoryRef, the object says ``moved_on`` when a newer version has
-        replaced the referenced one.
+        replaced the referenced one. A key another agent holds ``exclusive`` raises Locked,
+        or, with ``wait_s``, is read as soon as that lock is released (queued FIFO behind it
+        as a read lease), raising Locked only if it is still held after ``wait_s``.
         """
-        obj = _read(self.swarm, self.name, self.name, ref)
+        try:
+            obj = _read(self.swarm, self.name, self.name, ref)
+        except Locked:
+            if wait_s is None:
+                raise
+            key = target(self.swarm.name, self.name, ref)[0]
+            try:
+                with self.lock(key.full, "read", timeout_s=wait_s):
+                    obj = _read(self.swarm, self.name, self.name, ref)
+            except LockTimeout:
+                obj = _read(self.swarm, self.name, self.name, ref)
         if obj is not None:
-            self._remember(obj.key, obj.version,
-                           Scope(obj.agent, obj.group or "", obj.context or ""))
+            self._remember(obj.key, obj.version)
         self.count("reads")
         return obj
+
+    def lock(self, name: str | MemoryRef, mode: str = "write", *,
+             timeout_s: float | None = None, lease_ms: int = DEFAULT_LEASE_MS,
+             on_lost: OnLost | None = None) -> SyncLease:
+        """A ``read`` / ``write`` / ``exclusive`` lease on ``name`` (resolved like a key), as a
+        context manager: ``async with me.lock("global/report") as lease: ...``.
+
+        Fair (FIFO), renewed by a watchdog while held, enforced by the write/delete/read
+        scripts; write and exclusive leases carry a fencing token (``lease.token``) to pass as
+        ``fence=``. ``timeout_s=None`` waits as long as it takes, ``0`` only tries.
+        """
+        return SyncLease(self, target(self.swarm.name, self.name, name)[0], mode,
+                          timeout_s=timeout_s, lease_ms=lease_ms, on_lost=on_lost)
 
     def delete(self, key: str | MemoryRef, *, expected_version: int | None = None,
                      fence: int | None = None) -> bool:
         """Delete an object; ``False`` if there was none. Announces ``memory_deleted``."""
         k = target(self.swarm.name, self.name, key)[0]
-        seen = self._seen.get(k.full)
         plan = plan_delete(self.swarm.keys, self.gang.settings, k, self.name,
-                           expected_version=expected_version, fence=fence,
-                           prev=seen[1] if seen else None)
-        for _ in range(_RETRIES):
-            try:
-                outcome = plan.interpret(self.gang.call("delete", plan.keys, plan.args))
-            except NotFound:
-                self._seen.pop(k.full, None)
-                return False
-            if isinstance(outcome, int):
-                self._seen.pop(k.full, None)
-                return True
-            plan.retarget(outcome)
-        raise ScriptError("delete", f"scope of {k.full} kept moving under {_RETRIES} retries")
+                           expected_version=expected_version, fence=fence)
+        deleted = plan.interpret(self.gang.call("delete", plan.keys, plan.args))
+        self._seen.pop(k.full, None)
+        return deleted is not None
 
     def resolve(self, key: str | MemoryRef, *, take: str | None = None,
                       value: Any = None, keep_current: bool = False) -> MemoryRef | None:
