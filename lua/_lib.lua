@@ -62,19 +62,12 @@ local function event_body(kind, swarm, key, agent, version, now, extra)
 end
 
 -- XADD the event to the swarm's bounded log, then PUBLISH it with its log id; returns the id.
--- Each entry also carries n, its position in the log: the previous entry's n + 1 (1 for the
--- first). Subscribers use it to tell exactly how many events a trimmed log cost them, and to
--- notice a lost live message by a jump in n (memgang/events.py).
+-- Each entry also carries n, its position in the log (1, 2, 3, ...), counted by the key
+-- {s}/_logn, which every script that emits passes as its LAST key (KEYS[#KEYS]).
+-- Subscribers use n to tell exactly how many events a trimmed log cost them, and to notice a
+-- lost live message by a jump in n (memgang/events.py).
 local function emit(log_key, maxlen, channel, body)
-  local n = 1
-  local last = redis.call('XREVRANGE', log_key, '+', '-', 'COUNT', 1)[1]
-  if last then
-    local f = last[2]
-    for i = 1, #f - 1, 2 do
-      if f[i] == 'n' then n = (tonumber(f[i + 1]) or 0) + 1; break end
-    end
-  end
-  local ns = string.format('%d', n)
+  local ns = string.format('%d', redis.call('INCR', KEYS[#KEYS]))
   local id = redis.call('XADD', log_key, 'MAXLEN', '~', maxlen, '*', 'e', body, 'n', ns)
   redis.call('PUBLISH', channel, '{"id":"' .. id .. '","n":' .. ns .. ',' .. string.sub(body, 2))
   return id

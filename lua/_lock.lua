@@ -11,6 +11,7 @@
 --   KEYS[4]  fence    string  newest fencing token of the name (INCR; never expires)
 --   KEYS[5]  index    set     lock names (full keys) that have holders or waiters
 --   KEYS[6]  log      stream  the swarm's event log
+--   KEYS[7]  logn     string  the log's position counter (INCR)
 -- and every lock script takes first
 --   ARGV[1]  the lock name (full key: events and the index)
 --   ARGV[2]  swarm name      ARGV[3]  event channel      ARGV[4]  max length of the event log

@@ -5,6 +5,7 @@
 -- KEYS[1]  presence (zset: agent -> deadline ms)     {s}/_presence
 -- KEYS[2]  agents (hash: agent -> description JSON)  {s}/_agents
 -- KEYS[3]  the swarm's event log (stream)            {s}/_log
+-- KEYS[4]  the log's position counter                {s}/_logn
 --
 -- ARGV[1]  agent name
 -- ARGV[2]  reason, a JSON string (e.g. "\"stopped\"")

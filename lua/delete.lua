@@ -10,6 +10,7 @@
 -- KEYS[6]  index by context ("<context>\0<key>" members)  {s}/_idx/context
 -- KEYS[7]  lock holders of this key         {s}/_lock/space/id
 -- KEYS[8]  newest fencing token of the key  {s}/_fence/space/id
+-- KEYS[9]  the log's position counter       {s}/_logn
 --
 -- ARGV[1]  deleting agent
 -- ARGV[2]  expected version ("" = any)

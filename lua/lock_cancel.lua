@@ -8,6 +8,7 @@
 -- KEYS[4]  newest fencing token           {s}/_fence/space/id
 -- KEYS[5]  names with holders or waiters  {s}/_locks
 -- KEYS[6]  the swarm's event log          {s}/_log
+-- KEYS[7]  the log's position counter       {s}/_logn
 --
 -- ARGV[1]  lock name (full key)
 -- ARGV[2]  swarm name

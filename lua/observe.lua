@@ -14,6 +14,7 @@
 -- KEYS[2]  the swarm's version counter      {s}/_seq
 -- KEYS[3]  the swarm's event log (stream)   {s}/_log
 -- KEYS[4]  index of all objects (zset)      {s}/_idx/all
+-- KEYS[5]  the log's position counter       {s}/_logn
 --
 -- ARGV[1]  approximate max length of the event log
 -- ARGV[2]  swarm name (for the event)

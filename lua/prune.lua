@@ -10,9 +10,10 @@
 -- KEYS[1]  the object hash                 {s}/space/id
 -- KEYS[2]  the swarm's event log (stream)  {s}/_log
 -- KEYS[3]  index of all objects (zset)     {s}/_idx/all
--- KEYS[4]  index by writer  (optional)     {s}/_idx/agent
--- KEYS[5]  index by group   (optional)     {s}/_idx/group
--- KEYS[6]  index by context (optional)     {s}/_idx/context
+-- KEYS[4]  index by writer                {s}/_idx/agent
+-- KEYS[5]  index by group                 {s}/_idx/group
+-- KEYS[6]  index by context               {s}/_idx/context
+-- KEYS[7]  the log's position counter     {s}/_logn
 --
 -- ARGV[1]  event type to announce: "memory_expired" or "memory_deleted"
 -- ARGV[2]  cause, recorded in the event: "ttl", "evicted", "del" or "vanished"
@@ -41,7 +42,7 @@ local fields = {'agent', 'group', 'ctx'}
 local exists = redis.call('EXISTS', obj) == 1
 for i = 1, 3 do
   local found = ARGV[5 + i]
-  if KEYS[3 + i] and found and found ~= '' then
+  if found and found ~= '' then
     if not exists or redis.call('HGET', obj, fields[i]) ~= found then
       redis.call('ZREM', KEYS[3 + i], found .. '\0' .. obj)
     end

@@ -2,6 +2,7 @@
 -- channel, in one step. No object is written; the log keeps it for agents that join later.
 --
 -- KEYS[1]  the swarm's event log (stream)   {s}/_log
+-- KEYS[2]  the log's position counter       {s}/_logn
 --
 -- ARGV[1]  sharing agent
 -- ARGV[2]  topic (a validated name)

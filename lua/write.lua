@@ -13,6 +13,7 @@
 -- KEYS[9]  newest fencing token of the key  {s}/_fence/space/id
 -- KEYS[10] kept losing writes (hash)        {s}/_conflicts/space/id
 -- KEYS[11] keys with conflicts (zset)       {s}/_conflicts
+-- KEYS[12] the log's position counter       {s}/_logn
 --
 -- The scope indexes hold "<value>\0<key>" members (score 0, read by ZRANGEBYLEX), so moving an
 -- object to another writer, group or context is a ZREM + ZADD inside these three fixed keys:

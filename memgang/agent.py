@@ -62,13 +62,13 @@ def describe(role: str, started_ms: int, extra: Mapping[str, Any] | None = None)
 
 def beat_call(ks: SwarmKeys, agent: str, info: bytes, ttl_ms: int, log_maxlen: int
               ) -> tuple[list[str], list[Any]]:
-    return ([ks.presence, ks.agents, ks.log],
+    return ([ks.presence, ks.agents, ks.log, ks.log_n],
             [agent, info, ttl_ms, log_maxlen, ks.swarm, ks.channel, REAP_PER_BEAT])
 
 
 def leave_call(ks: SwarmKeys, agent: str, reason: str, log_maxlen: int
                ) -> tuple[list[str], list[Any]]:
-    return ([ks.presence, ks.agents, ks.log],
+    return ([ks.presence, ks.agents, ks.log, ks.log_n],
             [agent, dumps_json(reason), log_maxlen, ks.swarm, ks.channel])
 
 

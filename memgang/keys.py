@@ -167,6 +167,11 @@ class SwarmKeys:
         return self._p + "log"
 
     @property
+    def log_n(self) -> str:
+        """Counter of the log's entries: each event's position n (INCR, never expires)."""
+        return self._p + "logn"
+
+    @property
     def channel(self) -> str:
         """The pub/sub channel every event of the swarm is published on."""
         return self._p + "events"

@@ -105,7 +105,7 @@ def lock_call(ks: SwarmKeys, key: Key, log_maxlen: int) -> LockCall:
     return LockCall(
         name,
         (ks.lock(key), ks.lock_queue(key), ks.lock_waiters(key), ks.fence(key), ks.lock_index,
-         ks.log),
+         ks.log, ks.log_n),
         (name, ks.swarm, ks.channel, log_maxlen),
     )
 

@@ -178,7 +178,7 @@ def plan_write(
         validate_name(context, "context")
     keys = [
         key.full, ks.seq, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group, ks.idx_context,
-        ks.lock(key), ks.fence(key), ks.conflicts(key), ks.conflict_index,
+        ks.lock(key), ks.fence(key), ks.conflicts(key), ks.conflict_index, ks.log_n,
     ]
     args: list[Any] = [
         writer, data, on_conflict,
@@ -216,7 +216,7 @@ class DeletePlan:
 def plan_delete(ks: SwarmKeys, settings: Settings, key: Key, agent: str, *,
                 expected_version: int | None = None, fence: int | None = None) -> DeletePlan:
     keys = [key.full, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group, ks.idx_context,
-            ks.lock(key), ks.fence(key)]
+            ks.lock(key), ks.fence(key), ks.log_n]
     args: list[Any] = [
         agent, "" if expected_version is None else expected_version,
         "" if fence is None else fence, settings.log_maxlen, ks.swarm, ks.channel,

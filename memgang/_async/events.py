@@ -378,11 +378,12 @@ class AsyncEventHub:
             try:
                 if c.script == "observe":
                     reply = await self.gang.call(
-                        "observe", [c.key, ks.seq, ks.log, ks.idx_all],
+                        "observe", [c.key, ks.seq, ks.log, ks.idx_all, ks.log_n],
                         [maxlen, c.swarm, ks.channel])
                 else:
                     reply = await self.gang.call(
-                        "prune", [c.key, ks.log, ks.idx_all],
+                        "prune", [c.key, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group,
+                                  ks.idx_context, ks.log_n],
                         [c.kind, c.cause, maxlen, c.swarm, ks.channel])
             except Error as exc:
                 log.warning("could not turn a keyspace notification for %s into an event: %s",

@@ -259,7 +259,8 @@ class Swarm:
                     stale.append(k)  # an entry left by an earlier object at this key
         for k in stale:
             self.gang.call(  # a vanished object is announced once (lua/prune.lua)
-                "prune", [k, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group, ks.idx_context],
+                "prune", [k, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group, ks.idx_context,
+                          ks.log_n],
                 ["memory_expired", "vanished", self.gang.settings.log_maxlen, self.name,
                  ks.channel, *query.prune_args()])
         out.sort(key=lambda o: o.version, reverse=True)  # versions are the swarm's order
@@ -559,7 +560,7 @@ class AgentMemory:
                                f"is {self.gang.codec.max_bytes}", key=topic)
         ks = self.swarm.keys
         reply = self.gang.call(
-            "share", [ks.log], [self.name, topic, payload, self.gang.settings.log_maxlen,
+            "share", [ks.log, ks.log_n], [self.name, topic, payload, self.gang.settings.log_maxlen,
                                 ks.swarm, ks.channel])
         return scripts.text(reply)
 
