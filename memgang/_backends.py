@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import inspect
+import logging
 import queue
 import signal
 import threading
@@ -27,6 +28,10 @@ import redis.backoff
 import redis.client
 import redis.commands.core
 import redis.retry
+
+log = logging.getLogger("memgang")
+# how long close() waits for a background task or thread before giving up on it
+JOIN_TIMEOUT_S = 5.0
 
 AsyncRedis = redis.asyncio.Redis
 SyncRedis = redis.Redis
@@ -55,6 +60,19 @@ AsyncHandle = asyncio.Task[Any]
 SyncHandle = threading.Thread
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+
+def async_no_retry() -> redis.asyncio.retry.Retry:
+    """Never re-send a command after a connection error: a script that ran but whose reply
+    was lost would run twice (a second version, a second event). The caller gets
+    ConnectionLost and decides; the next call reconnects."""
+    return redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0)
+
+
+def sync_no_retry() -> redis.retry.Retry:
+    """The sync twin of :func:`async_no_retry`."""
+    return redis.retry.Retry(redis.backoff.NoBackoff(), 0)
 
 
 class AsyncBackend:
@@ -98,8 +116,15 @@ class AsyncBackend:
         return True
 
     @staticmethod
-    async def join(handle: asyncio.Task[Any]) -> None:
-        """Wait for a spawned task to end (its errors are its own to report)."""
+    async def join(handle: asyncio.Task[Any], timeout_s: float = JOIN_TIMEOUT_S) -> None:
+        """Wait for a spawned task to end (its errors are its own to report); one stuck
+        past ``timeout_s`` (say, on a frozen Redis) is cancelled and reported, not waited on
+        forever."""
+        done, _ = await asyncio.wait({handle}, timeout=timeout_s)
+        if not done:
+            log.warning("background task %s did not stop within %ss; cancelled",
+                        handle.get_name(), timeout_s)
+            handle.cancel()
         with contextlib.suppress(BaseException):
             await handle
 
@@ -177,9 +202,15 @@ class SyncBackend:
         return event.wait(timeout_s)
 
     @staticmethod
-    def join(handle: threading.Thread) -> None:
-        if handle is not threading.current_thread():
-            handle.join()
+    def join(handle: threading.Thread, timeout_s: float = JOIN_TIMEOUT_S) -> None:
+        """Wait for a spawned thread to end; one stuck past ``timeout_s`` (say, on a frozen
+        Redis) is reported and left behind (it is a daemon thread: it cannot block exit)."""
+        if handle is threading.current_thread():
+            return
+        handle.join(timeout_s)
+        if handle.is_alive():
+            log.warning("background thread %s did not stop within %ss; left behind",
+                        handle.name, timeout_s)
 
     @staticmethod
     def threadsafe_setter(event: threading.Event) -> Callable[[], None]:

@@ -27,6 +27,7 @@ REPLACEMENTS = {
     "anext": "next",
     "aiter": "iter",
     "AsyncExitStack": "ExitStack",
+    "async_no_retry": "sync_no_retry",
 }
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.exceptions
 
 from .. import scripts
-from .._backends import SyncFunc, SyncRedis, SyncScript, SyncThunk, P
+from .._backends import SyncFunc, SyncRedis, SyncScript, SyncThunk, P, sync_no_retry
 from ..agent import AgentInfo
 from ..codec import Codec, dumps_json
 from ..config import Config
@@ -83,7 +83,7 @@ def connect(url: str | None = None, *, config: Config | None = None,
         socket_timeout=cfg.socket_timeout_s,
         socket_connect_timeout=cfg.connect_timeout_s,
         health_check_interval=30,
-        **cfg.redis_options,
+        **{"retry": sync_no_retry(), **cfg.redis_options},
     )
     gang = Gang(cfg, client, server)
     try:
