@@ -6,27 +6,19 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import _agent_workers as workers
 import pytest
 
 import memgang
 import memgang.aio
 from memgang.testing import fresh_swarm_name
 
+import _agent_workers as workers
+from _helpers import until
+
 SPAWN = multiprocessing.get_context("spawn")
-
-
-def until(condition: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
-    """Wait for a condition the test needs before its next step (never an assertion)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def next_event(stream: memgang.EventStream, what: str, timeout_s: float = 30) -> memgang.Event:

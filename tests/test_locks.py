@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from itertools import combinations, pairwise
 from typing import Any
 
-import _lock_workers as workers
 import pytest
 import redis
 from click.testing import CliRunner
@@ -24,17 +23,11 @@ from memgang.keys import parse_full
 from memgang.locks import LockState
 from memgang.testing import fresh_swarm_name
 
+import _lock_workers as workers
+from _helpers import until
+
 SPAWN = multiprocessing.get_context("spawn")
 LOCK = workers.LOCK
-
-
-def until(condition: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
-    """Wait for a state the test needs before its next step (never an assertion on time)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def state(swarm: memgang.Swarm, name: str = LOCK) -> LockState | None:

@@ -8,10 +8,9 @@ import multiprocessing
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
-import _agent_workers as workers
 import orjson
 import pytest
 import redis
@@ -22,6 +21,9 @@ import memgang.aio
 from memgang import memo
 from memgang.cli import main
 from memgang.testing import fresh_swarm_name
+
+import _agent_workers as workers
+from _helpers import until
 
 SPAWN = multiprocessing.get_context("spawn")
 
@@ -63,15 +65,6 @@ def agents(url: str, swarm: memgang.Swarm) -> Iterator[Agents]:
 
 def count(raw: redis.Redis, swarm: memgang.Swarm, what: str) -> int:
     return int(raw.get(workers.counter_key(swarm.name, what)) or 0)
-
-
-def until(condition: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
-    """Wait for a condition the test needs before its next step (never an assertion)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def memo_hash(raw: redis.Redis, swarm: memgang.Swarm) -> dict[bytes, bytes]:
