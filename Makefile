@@ -30,8 +30,16 @@ browser:
 test: lint browser
 	$(VENV)/bin/pytest -q
 
+# every benchmark prints its table of ratios; the lock and demo figures also become the
+# README's charts (docs/img/*.png)
 bench: venv
+	mkdir -p bench-results docs/img
 	$(PY) -m benchmarks.throughput
+	$(PY) -m benchmarks.events
+	$(PY) -m benchmarks.locks --save-json bench-results/locks.json
+	$(PY) -m benchmarks.demo --save-json bench-results/demo.json
+	$(PY) -m benchmarks.charts --locks bench-results/locks.json \
+		--demo bench-results/demo.json --out docs/img
 
 sync: venv
 	$(PY) tools/gen_sync.py

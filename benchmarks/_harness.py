@@ -27,15 +27,10 @@ import importlib.util
 import itertools
 import math
 import multiprocessing
-import os
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 import traceback
-import urllib.parse
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
@@ -47,6 +42,9 @@ from typing import Any, Literal, Protocol, TypeAlias
 
 import redis
 import redis.asyncio
+
+from memgang.errors import ServerError
+from memgang.server import EmbeddedServer
 
 Hold = Literal["empty", "getset"]
 HOLDS: tuple[Hold, ...] = ("empty", "getset")
@@ -203,76 +201,21 @@ Records: TypeAlias = "array[int]"  # flat (requested, acquired, released) triple
 # --- the private redis-server ---------------------------------------------------------------
 
 
-def redact(url: str) -> str:
-    """The URL without its password."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname or ''}"
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-
-
 @contextlib.contextmanager
-def private_redis() -> Iterator[str]:
-    """Start a throwaway redis-server on a unix socket; yield its URL; always stop it.
-
-    The binary is ``$MEMGANG_REDIS_SERVER``, else ``redis-server`` on PATH. It runs in its own
-    session so that Ctrl-C reaches only us, and we stop it.
-    """
-    binary = os.environ.get("MEMGANG_REDIS_SERVER") or shutil.which("redis-server")
-    if not binary:
-        raise HarnessError("no redis-server: set MEMGANG_REDIS_SERVER or put it on PATH")
-    with tempfile.TemporaryDirectory(prefix="memgang-bench-") as tmp:
-        sock = os.path.join(tmp, "redis.sock")
-        log = os.path.join(tmp, "redis.log")
-        options = ["--port", "0", "--unixsocketperm", "700", "--appendonly", "no", "--save"]
-        argv = [binary, *options, "", "--unixsocket", sock, "--dir", tmp, "--logfile", log]
-        try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        except OSError as exc:
-            raise HarnessError(f"cannot start {binary}: {exc}") from exc
-        try:
-            url = f"unix://{sock}"
-            _wait_until_serving(url, proc, log)
-            yield url
-        finally:
-            _stop_process(proc)
-
-
-def _wait_until_serving(url: str, proc: subprocess.Popen[bytes], log: str) -> None:
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise HarnessError(f"redis-server exited with {proc.returncode}: {_tail(log)}")
-        with contextlib.suppress(redis.ConnectionError), redis.Redis.from_url(url) as client:
-            client.ping()
-            return
-        time.sleep(0.02)
-    raise HarnessError(f"redis-server not serving after {SERVER_START_TIMEOUT_S} s: {_tail(log)}")
-
-
-def _tail(path: str) -> str:
-    with contextlib.suppress(OSError), open(path, encoding="utf-8", errors="replace") as file:
-        return " | ".join(file.read().strip().splitlines()[-3:])
-    return "(no log)"
-
-
-def _stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def server_url(url: str | None) -> Iterator[str]:
+    """``url`` if given, else a private redis-server for the run (memgang's embedded one:
+    unix socket, nothing on disk, dies with us); always stopped at the end."""
+    if url:
+        yield url
+        return
+    try:
+        server = EmbeddedServer().start()
+    except ServerError as exc:
+        raise HarnessError(f"cannot start a private redis-server: {exc}") from exc
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 # --- workers ----------------------------------------------------------------------------------

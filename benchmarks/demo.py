@@ -27,9 +27,9 @@ from typing import Any
 
 import orjson
 
+from benchmarks._harness import server_url
 from memgang.demo.mapreduce import Settings, run_demo
 from memgang.demo.report import sample_report
-from memgang.server import EmbeddedServer
 
 WALL_TARGET = 0.5
 
@@ -158,21 +158,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=4, help="mapper agents (processes)")
     parser.add_argument("--jobs", type=int, default=3)
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument("--save-json", metavar="PATH", help="also write the JSON document here")
     args = parser.parse_args(argv)
-    server = None
-    url = args.url
-    if url is None:
-        server = EmbeddedServer().start()
-        url = server.url
-    try:
+    with server_url(args.url) as url:
         rows = [run_scenario(name, url, same_input=same, jobs=args.jobs, agents=args.agents,
                              latency_ms=args.latency_ms, rounds=args.rounds)
                 for name, same in (("one input", True), ("overlapping", False))]
-    finally:
-        if server is not None:
-            server.stop()
+    document = orjson.dumps({"runs": [r.to_json() for r in rows]}).decode() + "\n"
+    if args.save_json:
+        with open(args.save_json, "w", encoding="utf-8") as file:
+            file.write(document)
     if args.json:
-        sys.stdout.write(orjson.dumps({"runs": [r.to_json() for r in rows]}).decode() + "\n")
+        sys.stdout.write(document)
     else:
         print(f"MapReduce demo, {args.jobs} jobs, {args.agents} mapper processes, local "
               f"summarizer at {args.latency_ms:g} ms per call; median of {args.rounds} "

@@ -44,8 +44,8 @@ import redis.asyncio
 
 import memgang
 import memgang.aio
+from benchmarks._harness import server_url
 from memgang.events import parse_id
-from memgang.server import EmbeddedServer
 from memgang.testing import fresh_swarm_name
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -568,16 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # the fault run makes the hub log each reconnect; the table says what matters
     logging.getLogger("memgang.events").setLevel(logging.ERROR)
-    server = None
-    url = args.url
-    if url is None:
-        server = EmbeddedServer().start()
-        url = server.url
-    try:
+    with server_url(args.url) as url:
         report = run(url, args.quick)
-    finally:
-        if server is not None:
-            server.stop()
     if args.json:
         print(orjson.dumps(asdict(report), option=orjson.OPT_INDENT_2).decode())
     else:

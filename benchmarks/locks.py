@@ -84,13 +84,13 @@ from benchmarks._harness import (
     SyncLock,
     Target,
     importable,
-    private_redis,
-    redact,
     render_table,
     run_config,
+    server_url,
     set_floor_ratios,
     write_chart,
 )
+from memgang.config import redact
 
 __all__ = [
     "IMPLEMENTATIONS",
@@ -386,6 +386,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--chart", metavar="PATH.png", help="also plot acquisitions/s and wait p99 against workers"
     )
+    parser.add_argument("--save-json", metavar="PATH", help="also write the --json document here")
     args = parser.parse_args(argv)
     unknown = [name for name in args.impl if name not in IMPLEMENTATIONS]
     if unknown:
@@ -460,10 +461,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--chart needs matplotlib: {INSTALL_HINT}", file=sys.stderr)
         return 2
     try:
-        with _sigterm_exits():
-            server = contextlib.nullcontext(args.url) if args.url else private_redis()
-            with server as url:
-                rows, version = _run(specs, configs, url)
+        with _sigterm_exits(), server_url(args.url) as url:
+            rows, version = _run(specs, configs, url)
     except (HarnessError, redis.RedisError) as exc:
         print(f"benchmarks.locks: {exc}", file=sys.stderr)
         return 2
@@ -471,10 +470,14 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted", file=sys.stderr)
         return 130
     set_floor_ratios(rows, FLOOR)
+    document = json.dumps([row.as_dict() for row in rows], indent=2)
+    if args.save_json:
+        with open(args.save_json, "w", encoding="utf-8") as file:
+            file.write(document + "\n")
     if args.json:
-        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        print(document)
     else:
-        where = redact(args.url) if args.url else "a private redis-server (unix socket)"
+        where = (redact(args.url) or "") if args.url else "a private redis-server (unix socket)"
         print(
             render_table(
                 rows,

@@ -31,7 +31,7 @@ import orjson
 import redis
 
 import memgang
-from memgang.server import EmbeddedServer
+from benchmarks._harness import server_url
 
 VALUE = {
     "text": "The reducer merges every summary by reference instead of copying it. " * 3,
@@ -241,16 +241,8 @@ def main(argv: list[str] | None = None) -> int:
         if op not in LOOPS:
             parser.error(f"unknown op {op!r}; choose from {', '.join(LOOPS)}")
     clients = [int(c) for c in args.clients.split(",")]
-    server = None
-    url = args.url
-    if url is None:
-        server = EmbeddedServer().start()
-        url = server.url
-    try:
+    with server_url(args.url) as url:
         rows = run(url, seconds, rounds, ops, clients)
-    finally:
-        if server is not None:
-            server.stop()
     if args.json:
         sys.stdout.write(
             orjson.dumps([{**asdict(r), "ratio": r.ratio} for r in rows]).decode() + "\n"
