@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterator
 from itertools import pairwise
 from typing import Any
 
-import _lock_workers as workers
 import pytest
 import redis
 from test_locks import LOCK, SPAWN, Procs, overlap, queued, state, until
@@ -20,6 +19,8 @@ import memgang
 from memgang.codec import loads_json
 from memgang.server import EmbeddedServer
 from memgang.testing import fresh_swarm_name
+
+import _lock_workers as workers
 
 
 @pytest.fixture
