@@ -1,44 +1,50 @@
--- write.lua: create or update one memory object, under a conflict policy, with its indexes,
--- its event (PUBLISH) and its log entry (XADD), all in one atomic step. Everything is checked
--- before the first write, so a refused write leaves nothing behind and publishes nothing.
+-- write.lua: create or update memory objects -- one, or a batch from write_many() -- each
+-- under a conflict policy, with its indexes, its event (PUBLISH) and its log entry (XADD).
+-- Each object's write is checked completely before anything of it is written, so a refused
+-- object leaves nothing behind and publishes nothing; the others of the batch are unaffected.
+-- The whole call is one atomic step.
 --
--- KEYS[1]  the object hash                  {s}/space/id
--- KEYS[2]  the swarm's version counter      {s}/_seq
--- KEYS[3]  the swarm's event log (stream)   {s}/_log
--- KEYS[4]  index of all objects (zset, scored by creation ms)   {s}/_idx/all
--- KEYS[5]  index by writer  (zset, members "<agent>\0<key>")    {s}/_idx/agent
--- KEYS[6]  index by group   (zset, members "<group>\0<key>")    {s}/_idx/group
--- KEYS[7]  index by context (zset, members "<context>\0<key>")  {s}/_idx/context
--- KEYS[8]  lock holders of this key (hash)  {s}/_lock/space/id
--- KEYS[9]  newest fencing token of the key  {s}/_fence/space/id
--- KEYS[10] kept losing writes (hash)        {s}/_conflicts/space/id
--- KEYS[11] keys with conflicts (zset)       {s}/_conflicts
--- KEYS[12] the log's position counter       {s}/_logn
+-- Shared KEYS:
+-- KEYS[1]  the swarm's version counter      {s}/_seq
+-- KEYS[2]  the swarm's event log (stream)   {s}/_log
+-- KEYS[3]  index of all objects (zset, scored by creation ms)   {s}/_idx/all
+-- KEYS[4]  index by writer  (zset, members "<agent>\0<key>")    {s}/_idx/agent
+-- KEYS[5]  index by group   (zset, members "<group>\0<key>")    {s}/_idx/group
+-- KEYS[6]  index by context (zset, members "<context>\0<key>")  {s}/_idx/context
+-- KEYS[7]  keys with conflicts (zset)       {s}/_conflicts
+-- Then, for the i-th object (i = 1..N), four KEYS from k = 8 + 4 * (i - 1):
+-- KEYS[k]    the object hash                  {s}/space/id
+-- KEYS[k+1]  lock holders of this key (hash)  {s}/_lock/space/id
+-- KEYS[k+2]  newest fencing token of the key  {s}/_fence/space/id
+-- KEYS[k+3]  kept losing writes (hash)        {s}/_conflicts/space/id
+-- KEYS[#KEYS]  the log's position counter     {s}/_logn        (so N = (#KEYS - 8) / 4)
 --
 -- The scope indexes hold "<value>\0<key>" members (score 0, read by ZRANGEBYLEX), so moving an
 -- object to another writer, group or context is a ZREM + ZADD inside these three fixed keys:
 -- the script never needs a key named after the previous scope.
 --
+-- Shared ARGV:
 -- ARGV[1]  writer agent name
--- ARGV[2]  value: msgpack bytes (for "merge": a msgpack map of the fields to set)
--- ARGV[3]  policy: "lww" | "merge" | "manual"
--- ARGV[4]  expected version: "" = any; "0" = must not exist; N = compare-and-set
---          (for "manual": the version the writer based its change on)
--- ARGV[5]  ttl in ms: "" = no expiry (PERSIST)
--- ARGV[6]  group: "" = keep the object's group
--- ARGV[7]  context: "" = keep
--- ARGV[8]  tags (JSON array): "" = keep
--- ARGV[9]  readable_by (JSON array): "" = keep; "[]" = everyone
--- ARGV[10] writable_by (JSON array): "" = keep; "[]" = everyone
--- ARGV[11] derived_from (JSON array of [key, version]): "" = none
--- ARGV[12] fencing token: "" = none
--- ARGV[13] approximate max length of the event log
--- ARGV[14] max encoded value bytes (checked on the merged value)
--- ARGV[15] swarm name (for the event)
--- ARGV[16] event channel
--- ARGV[17] conflict ids to clear, comma separated ("" = none): resolve() of manual conflicts
+-- ARGV[2]  policy: "lww" | "merge" | "manual"
+-- ARGV[3]  ttl in ms: "" = no expiry (PERSIST)
+-- ARGV[4]  group: "" = keep the object's group
+-- ARGV[5]  context: "" = keep
+-- ARGV[6]  tags (JSON array): "" = keep
+-- ARGV[7]  readable_by (JSON array): "" = keep; "[]" = everyone
+-- ARGV[8]  writable_by (JSON array): "" = keep; "[]" = everyone
+-- ARGV[9]  approximate max length of the event log
+-- ARGV[10] max encoded value bytes (checked on the merged value)
+-- ARGV[11] swarm name (for the event)
+-- ARGV[12] event channel
+-- ARGV[13] conflict ids to clear, comma separated ("" = none): resolve() of manual conflicts
+-- Then, for the i-th object, four ARGV from a = 14 + 4 * (i - 1):
+-- ARGV[a]    value: msgpack bytes (for "merge": a msgpack map of the fields to set)
+-- ARGV[a+1]  expected version: "" = any; "0" = must not exist; N = compare-and-set
+--            (for "manual": the version the writer based its change on)
+-- ARGV[a+2]  derived_from (JSON array of [key, version]): "" = none
+-- ARGV[a+3]  fencing token: "" = none
 --
--- Returns one of
+-- Returns an array with one reply per object, in order, each one of
 --   {0, version, event_id, updated_ms}        written
 --   {1, current_version}                      expected version did not match
 --   {2, current_version, conflict_id, event_id}  manual: write kept as a conflict
@@ -49,12 +55,23 @@
 --   {7, reason}                               merge of / into something that is not a map,
 --                                             or merged value over the size bound
 
-local obj = KEYS[1]
 local writer = ARGV[1]
-local value = ARGV[2]
-local policy = ARGV[3]
-local expected = ARGV[4]
-local fence = ARGV[12]
+local policy = ARGV[2]
+local new_group = ARGV[4]
+local new_ctx = ARGV[5]
+local n_objects = (#KEYS - 8) / 4
+
+-- malformed calls are bugs of the caller: refuse them whole, before any write
+if policy ~= 'lww' and policy ~= 'merge' and policy ~= 'manual' then
+  return redis.error_reply('unknown policy ' .. tostring(policy))
+end
+if n_objects < 1 or n_objects % 1 ~= 0 or #ARGV ~= 13 + 4 * n_objects then
+  return redis.error_reply('write: KEYS/ARGV do not describe whole objects')
+end
+for i = 1, n_objects do
+  local e = ARGV[15 + 4 * (i - 1)]
+  if e ~= '' and tonumber(e) == nil then return redis.error_reply('bad expected version') end
+end
 
 local now = now_ms()
 
@@ -132,113 +149,125 @@ local function map_header(n)
                      math.floor(n / 256) % 256, n % 256)
 end
 
--- ---- read the current state ---------------------------------------------------------------
-local cur = redis.call('HMGET', obj, 'ver', 'agent', 'group', 'ctx', 'wb', 'df', 'exp')
-local cur_ver = tonumber(cur[1]) or 0
-local cur_writer = cur[2] or ''
-local cur_group = cur[3] or ''
-local cur_ctx = cur[4] or ''
-local cur_wb = cur[5] or ''
-local cur_df = cur[6]
-local cur_exp = cur[7]
-
--- ---- checks, in order; nothing is written before all of them pass ------------------------
-
-local refusal = acl_refusal(cur_wb, writer) or fence_refusal(KEYS[9], fence)
-  or lock_refusal(KEYS[8], writer, fence, now, {write = true, exclusive = true})
-if refusal then return refusal end
-
--- compare-and-set (and the base version of a manual write)
-local exp = tonumber(expected)
-if expected ~= '' and exp == nil then return redis.error_reply('bad expected version') end
-if policy ~= 'manual' and exp ~= nil and exp ~= cur_ver then return {1, cur_ver} end
-
-local new_group = ARGV[6]
-local new_ctx = ARGV[7]
-
--- merge: field-level, on the raw msgpack of each field
-if policy == 'merge' then
-  local patch = map_entries(value)
-  if patch == nil then return {7, 'merge patch is not a mapping'} end
-  if cur_ver > 0 then
-    local stored = redis.call('HGET', obj, 'v')
-    local base = map_entries(stored)
-    if base == nil then return {7, 'stored value is not a mapping'} end
-    local pos = {}
-    for k, kv in ipairs(base) do pos[kv[1]] = k end
-    for _, kv in ipairs(patch) do
-      local k = pos[kv[1]]
-      if k then base[k][2] = kv[2] else base[#base + 1] = kv; pos[kv[1]] = #base end
-    end
-    local parts = {map_header(#base)}
-    for _, kv in ipairs(base) do parts[#parts + 1] = kv[1]; parts[#parts + 1] = kv[2] end
-    value = table.concat(parts)
-    if #value > tonumber(ARGV[14]) then
-      return {7, 'merged value is ' .. #value .. ' bytes; the limit is ' .. ARGV[14]}
-    end
+-- merge `patch` (msgpack map) into `stored` (msgpack map, or nil for a new object): returns
+-- the merged bytes, or nil and the reason
+local function merge(patch_bytes, stored)
+  local patch = map_entries(patch_bytes)
+  if patch == nil then return nil, 'merge patch is not a mapping' end
+  if stored == nil then return patch_bytes end
+  local base = map_entries(stored)
+  if base == nil then return nil, 'stored value is not a mapping' end
+  local pos = {}
+  for k, kv in ipairs(base) do pos[kv[1]] = k end
+  for _, kv in ipairs(patch) do
+    local k = pos[kv[1]]
+    if k then base[k][2] = kv[2] else base[#base + 1] = kv; pos[kv[1]] = #base end
   end
-elseif policy ~= 'lww' and policy ~= 'manual' then
-  return redis.error_reply('unknown policy ' .. policy)
+  local parts = {map_header(#base)}
+  for _, kv in ipairs(base) do parts[#parts + 1] = kv[1]; parts[#parts + 1] = kv[2] end
+  local merged = table.concat(parts)
+  if #merged > tonumber(ARGV[10]) then
+    return nil, 'merged value is ' .. #merged .. ' bytes; the limit is ' .. ARGV[10]
+  end
+  return merged
 end
 
-local function emit_event(kind, version)
-  local group = new_group ~= '' and new_group or cur_group
-  local ctx = new_ctx ~= '' and new_ctx or cur_ctx
-  local extra = ',"size":' .. #value .. ',"scope":{"group":' .. json_or_null(group)
-    .. ',"context":' .. json_or_null(ctx) .. '}'
-  if ARGV[11] ~= '' then extra = extra .. ',"derived_from":' .. ARGV[11] end
-  return emit(KEYS[3], ARGV[13], ARGV[16],
-              event_body(kind, ARGV[15], obj, writer, version, now, extra))
-end
-
--- manual: a write based on an old version loses, and is kept for resolve()
-if policy == 'manual' and exp ~= nil and exp ~= cur_ver then
-  local cid = redis.call('INCR', KEYS[2])
-  local meta = cjson.encode({agent = writer, base = exp, current = cur_ver, ts = now,
-                             ttl_ms = ARGV[5]})
-  redis.call('HSET', KEYS[10], cid .. ':v', value, cid .. ':m', meta)
-  redis.call('ZADD', KEYS[11], now, obj)
-  local id = emit_event('conflict_detected', cur_ver)
-  return {2, cur_ver, tostring(cid), id}
-end
-
--- ---- commit ---------------------------------------------------------------------------------
-local version = redis.call('INCR', KEYS[2])
-local fields = {'v', value, 'ver', version, 'agent', writer, 'mtime', now,
-                'hash', redis.sha1hex(value)}
-if cur_ver == 0 then fields[#fields + 1] = 'ctime'; fields[#fields + 1] = now end
-if new_group ~= '' then fields[#fields + 1] = 'group'; fields[#fields + 1] = new_group end
-if new_ctx ~= '' then fields[#fields + 1] = 'ctx'; fields[#fields + 1] = new_ctx end
-if ARGV[8] ~= '' then fields[#fields + 1] = 'tags'; fields[#fields + 1] = ARGV[8] end
-if ARGV[9] ~= '' then fields[#fields + 1] = 'rb'; fields[#fields + 1] = ARGV[9] end
-if ARGV[10] ~= '' then fields[#fields + 1] = 'wb'; fields[#fields + 1] = ARGV[10] end
-if ARGV[11] ~= '' then fields[#fields + 1] = 'df'; fields[#fields + 1] = ARGV[11] end
-if ARGV[5] ~= '' then fields[#fields + 1] = 'exp'; fields[#fields + 1] = '1' end
-redis.call('HSET', obj, unpack(fields))
--- fields of the previous version that this one does not have (checked, not blindly sent)
-if ARGV[11] == '' and cur_df then redis.call('HDEL', obj, 'df') end
-if ARGV[5] ~= '' then redis.call('PEXPIRE', obj, ARGV[5])
-elseif cur_exp then redis.call('HDEL', obj, 'exp'); redis.call('PERSIST', obj) end
-
--- indexes: all objects by creation time (NX: an update does not reorder the skiplist);
--- writer, group and context as "<value>\0<key>" members, moved only when the value changes
-redis.call('ZADD', KEYS[4], 'NX', now, obj)
-local function reindex(idx, old, new)
+-- move `obj` in a "<value>\0<key>" index from the old value to the new one
+local function reindex(idx, obj, old, new)
   if new == '' or new == old then return end
   if old ~= '' then redis.call('ZREM', idx, old .. '\0' .. obj) end
   redis.call('ZADD', idx, 0, new .. '\0' .. obj)
 end
-reindex(KEYS[5], cur_ver > 0 and cur_writer or '', writer)
-reindex(KEYS[6], cur_group, new_group)
-reindex(KEYS[7], cur_ctx, new_ctx)
 
--- resolve(): the conflicts this write settles are cleared in the same step
-if ARGV[17] ~= '' then
-  for cid in string.gmatch(ARGV[17], '[^,]+') do
-    redis.call('HDEL', KEYS[10], cid .. ':v', cid .. ':m')
+-- one object: KEYS from k, ARGV from a; returns its reply
+local function write_one(k, a)
+  local obj = KEYS[k]
+  local value = ARGV[a]
+  local expected = ARGV[a + 1]
+  local derived = ARGV[a + 2]
+  local fence = ARGV[a + 3]
+
+  local cur = redis.call('HMGET', obj, 'ver', 'agent', 'group', 'ctx', 'wb', 'df', 'exp')
+  local cur_ver = tonumber(cur[1]) or 0
+  local cur_writer = cur[2] or ''
+  local cur_group = cur[3] or ''
+  local cur_ctx = cur[4] or ''
+
+  -- checks, in order; nothing is written before all of them pass
+  local refusal = acl_refusal(cur[5], writer) or fence_refusal(KEYS[k + 2], fence)
+    or lock_refusal(KEYS[k + 1], writer, fence, now, {write = true, exclusive = true})
+  if refusal then return refusal end
+
+  -- compare-and-set (and the base version of a manual write)
+  local exp = tonumber(expected)
+  if policy ~= 'manual' and exp ~= nil and exp ~= cur_ver then return {1, cur_ver} end
+
+  -- merge: field-level, on the raw msgpack of each field
+  if policy == 'merge' then
+    local merged, why = merge(value, cur_ver > 0 and redis.call('HGET', obj, 'v') or nil)
+    if merged == nil then return {7, why} end
+    value = merged
   end
-  if redis.call('HLEN', KEYS[10]) == 0 then redis.call('ZREM', KEYS[11], obj) end
+
+  local function emit_event(kind, version)
+    local group = new_group ~= '' and new_group or cur_group
+    local ctx = new_ctx ~= '' and new_ctx or cur_ctx
+    local extra = ',"size":' .. #value .. ',"scope":{"group":' .. json_or_null(group)
+      .. ',"context":' .. json_or_null(ctx) .. '}'
+    if derived ~= '' then extra = extra .. ',"derived_from":' .. derived end
+    return emit(KEYS[2], ARGV[9], ARGV[12],
+                event_body(kind, ARGV[11], obj, writer, version, now, extra))
+  end
+
+  -- manual: a write based on an old version loses, and is kept for resolve()
+  if policy == 'manual' and exp ~= nil and exp ~= cur_ver then
+    local cid = redis.call('INCR', KEYS[1])
+    local meta = cjson.encode({agent = writer, base = exp, current = cur_ver, ts = now,
+                               ttl_ms = ARGV[3]})
+    redis.call('HSET', KEYS[k + 3], cid .. ':v', value, cid .. ':m', meta)
+    redis.call('ZADD', KEYS[7], now, obj)
+    local id = emit_event('conflict_detected', cur_ver)
+    return {2, cur_ver, tostring(cid), id}
+  end
+
+  -- commit
+  local version = redis.call('INCR', KEYS[1])
+  local fields = {'v', value, 'ver', version, 'agent', writer, 'mtime', now,
+                  'hash', redis.sha1hex(value)}
+  if cur_ver == 0 then fields[#fields + 1] = 'ctime'; fields[#fields + 1] = now end
+  if new_group ~= '' then fields[#fields + 1] = 'group'; fields[#fields + 1] = new_group end
+  if new_ctx ~= '' then fields[#fields + 1] = 'ctx'; fields[#fields + 1] = new_ctx end
+  if ARGV[6] ~= '' then fields[#fields + 1] = 'tags'; fields[#fields + 1] = ARGV[6] end
+  if ARGV[7] ~= '' then fields[#fields + 1] = 'rb'; fields[#fields + 1] = ARGV[7] end
+  if ARGV[8] ~= '' then fields[#fields + 1] = 'wb'; fields[#fields + 1] = ARGV[8] end
+  if derived ~= '' then fields[#fields + 1] = 'df'; fields[#fields + 1] = derived end
+  if ARGV[3] ~= '' then fields[#fields + 1] = 'exp'; fields[#fields + 1] = '1' end
+  redis.call('HSET', obj, unpack(fields))
+  -- fields of the previous version that this one does not have (checked, not blindly sent)
+  if derived == '' and cur[6] then redis.call('HDEL', obj, 'df') end
+  if ARGV[3] ~= '' then redis.call('PEXPIRE', obj, ARGV[3])
+  elseif cur[7] then redis.call('HDEL', obj, 'exp'); redis.call('PERSIST', obj) end
+
+  -- indexes: all objects by creation time (NX: an update does not reorder the skiplist);
+  -- writer, group and context as "<value>\0<key>" members, moved only when the value changes
+  redis.call('ZADD', KEYS[3], 'NX', now, obj)
+  reindex(KEYS[4], obj, cur_ver > 0 and cur_writer or '', writer)
+  reindex(KEYS[5], obj, cur_group, new_group)
+  reindex(KEYS[6], obj, cur_ctx, new_ctx)
+
+  -- resolve(): the conflicts this write settles are cleared in the same step
+  if ARGV[13] ~= '' then
+    for cid in string.gmatch(ARGV[13], '[^,]+') do
+      redis.call('HDEL', KEYS[k + 3], cid .. ':v', cid .. ':m')
+    end
+    if redis.call('HLEN', KEYS[k + 3]) == 0 then redis.call('ZREM', KEYS[7], obj) end
+  end
+
+  return {0, version, emit_event('memory_updated', version), now}
 end
 
-local id = emit_event('memory_updated', version)
-return {0, version, id, now}
+local replies = {}
+for i = 1, n_objects do
+  replies[i] = write_one(8 + 4 * (i - 1), 14 + 4 * (i - 1))
+end
+return replies

@@ -16,7 +16,7 @@ import orjson
 
 from . import scripts
 from .codec import Codec
-from .errors import InvalidKey, InvalidValue, ManualConflict
+from .errors import Error, InvalidKey, InvalidValue, ManualConflict
 from .keys import INDEX_SEP, Key, SwarmKeys, index_range, parse_full, resolve, validate_name
 
 Policy = Literal["lww", "merge", "manual"]
@@ -105,24 +105,44 @@ def _refs(items: Sequence[MemoryRef | str] | None) -> bytes | str:
 
 @dataclass(slots=True)
 class WritePlan:
-    """One write, ready to send; ``interpret`` turns the reply into a result or an error."""
+    """A write of one or more objects (one write.lua call), ready to send.
 
-    key: Key
+    ``outcomes`` turns the reply into one MemoryRef or typed error per object;
+    ``interpret`` is the single-object form that raises.
+    """
+
+    keys_of: list[Key]
     keys: list[str]
     args: list[Any]
     writer: str
     expected: int | None
     fence: int | None
 
+    @property
+    def key(self) -> Key:
+        return self.keys_of[0]
+
+    def outcomes(self, reply: list[Any]) -> list[MemoryRef | Error]:
+        out: list[MemoryRef | Error] = []
+        for key, one in zip(self.keys_of, reply, strict=True):
+            try:
+                out.append(self._one(key.full, one))
+            except Error as exc:
+                out.append(exc)
+        return out
+
     def interpret(self, reply: list[Any]) -> MemoryRef:
-        """The new version's MemoryRef; raises the typed error of every refusal."""
+        """The new version's MemoryRef; raises the typed error of a refusal."""
+        return self._one(self.keys_of[0].full, reply[0])
+
+    def _one(self, full: str, reply: list[Any]) -> MemoryRef:
         code = reply[0]
         if code == scripts.OK:
-            return MemoryRef(self.keys[0], int(reply[1]))
+            return MemoryRef(full, int(reply[1]))
         if code == scripts.MANUAL_CONFLICT:
-            raise ManualConflict(self.keys[0], expected=self.expected, current=int(reply[1]),
+            raise ManualConflict(full, expected=self.expected, current=int(reply[1]),
                                  conflict_id=scripts.text(reply[2]), agent=self.writer)
-        scripts.raise_refusal("write", reply, key=self.keys[0], agent=self.writer,
+        scripts.raise_refusal("write", reply, key=full, agent=self.writer,
                               expected=self.expected, fence=self.fence)
 
 
@@ -134,12 +154,17 @@ class Settings:
     log_maxlen: int
 
 
-def plan_write(
+def plan_write(ks: SwarmKeys, settings: Settings, key: Key, writer: str, value: Any,
+               **options: Any) -> WritePlan:
+    """Validate everything and build the write.lua call for one object (no I/O)."""
+    return plan_write_many(ks, settings, [(key, value)], writer, **options)
+
+
+def plan_write_many(
     ks: SwarmKeys,
     settings: Settings,
-    key: Key,
+    items: Sequence[tuple[Key, Any]],
     writer: str,
-    value: Any,
     *,
     on_conflict: str = "lww",
     expected_version: int | None = None,
@@ -153,44 +178,48 @@ def plan_write(
     fence: int | None = None,
     resolve_ids: Sequence[str] = (),
 ) -> WritePlan:
-    """Validate everything and build the write.lua call. Nothing here touches Redis."""
+    """Validate everything and build one write.lua call for ``items`` (key, value) that share
+    the options. Nothing here touches Redis; a bad item raises before anything is sent."""
+    first = items[0][0].full if items else None
     if on_conflict not in POLICIES:
         raise InvalidValue(f"on_conflict must be one of {', '.join(POLICIES)}, "
-                           f"got {on_conflict!r}", key=key.full)
+                           f"got {on_conflict!r}", key=first)
     if expected_version is not None and (
         not isinstance(expected_version, int) or expected_version < 0
     ):
         raise InvalidValue(f"expected_version must be a non-negative int, "
-                           f"got {expected_version!r}", key=key.full)
+                           f"got {expected_version!r}", key=first)
     if fence is not None and (not isinstance(fence, int) or fence < 1):
-        raise InvalidValue(f"fence must be a positive int token, got {fence!r}", key=key.full)
+        raise InvalidValue(f"fence must be a positive int token, got {fence!r}", key=first)
     ttl_ms = ""
     if ttl_s is not None:
         if not isinstance(ttl_s, (int, float)) or ttl_s <= 0:
-            raise InvalidValue(f"ttl_s must be a positive number, got {ttl_s!r}", key=key.full)
+            raise InvalidValue(f"ttl_s must be a positive number, got {ttl_s!r}", key=first)
         ttl_ms = str(max(1, round(ttl_s * 1000)))
-    codec = settings.codec
-    data = (codec.pack_patch(value, key=key.full) if on_conflict == "merge"
-            else codec.pack(value, key=key.full))
     if group is not None:
         validate_name(group, "group")
     if context is not None:
         validate_name(context, "context")
-    keys = [
-        key.full, ks.seq, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group, ks.idx_context,
-        ks.lock(key), ks.fence(key), ks.conflicts(key), ks.conflict_index, ks.log_n,
-    ]
+    if not items:
+        raise InvalidValue("nothing to write")
+    codec = settings.codec
+    pack = codec.pack_patch if on_conflict == "merge" else codec.pack
+    expected = "" if expected_version is None else expected_version
+    derived = _refs(derived_from)
+    token = "" if fence is None else fence
+    keys = [ks.seq, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group, ks.idx_context,
+            ks.conflict_index]
     args: list[Any] = [
-        writer, data, on_conflict,
-        "" if expected_version is None else expected_version,
-        ttl_ms, group or "", context or "",
+        writer, on_conflict, ttl_ms, group or "", context or "",
         _names(tags, "tag"), _names(readable_by, "readable_by"),
-        _names(writable_by, "writable_by"), _refs(derived_from),
-        "" if fence is None else fence,
-        settings.log_maxlen, codec.max_bytes, ks.swarm, ks.channel,
-        ",".join(resolve_ids),
+        _names(writable_by, "writable_by"),
+        settings.log_maxlen, codec.max_bytes, ks.swarm, ks.channel, ",".join(resolve_ids),
     ]
-    return WritePlan(key, keys, args, writer, expected_version, fence)
+    for key, value in items:
+        keys += (key.full, ks.lock(key), ks.fence(key), ks.conflicts(key))
+        args += (pack(value, key=key.full), expected, derived, token)
+    keys.append(ks.log_n)
+    return WritePlan([key for key, _ in items], keys, args, writer, expected_version, fence)
 
 
 @dataclass(slots=True)
@@ -358,6 +387,7 @@ __all__ = [
     "members_to_keys",
     "plan_delete",
     "plan_write",
+    "plan_write_many",
     "read_call",
     "target",
 ]

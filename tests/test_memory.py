@@ -571,3 +571,30 @@ def test_errors_survive_pickling_across_processes() -> None:
         back = pickle.loads(pickle.dumps(err))
         assert type(back) is type(err) and str(back) == str(err)
         assert back.__dict__ == err.__dict__
+
+
+def test_write_many_spans_batches_and_refuses_only_the_bad_item(
+        swarm: memgang.Swarm, sub: Subscriber) -> None:
+    me = swarm.agent("a")
+    me.write("k70", "taken")
+    sub.drain()
+    with pytest.raises(memgang.ConflictError) as err:
+        me.write_many({f"k{i}": i for i in range(150)}, expected_version=0)
+    assert err.value.key.endswith("/k70")
+    obj = me.read("k70")
+    assert obj is not None and obj.value == "taken"
+    values = sorted(o.value for o in swarm.read_scope() if isinstance(o.value, int))
+    assert values == [i for i in range(150) if i != 70]
+    events = sub.drain()
+    assert len(events) == 149 and len({e["version"] for e in events}) == 149
+
+
+def test_a_malformed_write_call_is_refused_whole(swarm: memgang.Swarm, raw: redis.Redis,
+                                                 gang: memgang.Gang) -> None:
+    ks = swarm.keys
+    before = state_of(raw, swarm)
+    with pytest.raises(memgang.ScriptError, match="whole objects"):
+        gang.call("write", [ks.seq, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group,
+                            ks.idx_context, ks.conflict_index, ks.log_n],
+                  ["a", "lww", "", "", "", "", "", "", 1000, 1000, swarm.name, ks.channel, ""])
+    assert state_of(raw, swarm) == before
