@@ -11,7 +11,10 @@ end
 -- {5, list} if `agent` is not in the JSON list `acl` ("" or "[]" = everyone), else nil
 local function acl_refusal(acl, agent)
   if not acl or acl == '' or acl == '[]' then return nil end
-  for _, name in ipairs(cjson.decode(acl)) do
+  -- a list another tool broke is not a reason to fail a whole batch: refuse (fail closed)
+  local ok, names = pcall(cjson.decode, acl)
+  if not ok or type(names) ~= 'table' then return {5, acl} end
+  for _, name in ipairs(names) do
     if name == agent then return nil end
   end
   return {5, acl}

@@ -152,11 +152,14 @@ end
 -- merge `patch` (msgpack map) into `stored` (msgpack map, or nil for a new object): returns
 -- the merged bytes, or nil and the reason
 local function merge(patch_bytes, stored)
-  local patch = map_entries(patch_bytes)
-  if patch == nil then return nil, 'merge patch is not a mapping' end
+  -- truncated or invalid msgpack raises inside skip(): caught, so one bad object is refused
+  -- on its own instead of failing the rest of a batch
+  local ok, patch = pcall(map_entries, patch_bytes)
+  if not ok or patch == nil then return nil, 'merge patch is not a mapping' end
   if stored == nil then return patch_bytes end
-  local base = map_entries(stored)
-  if base == nil then return nil, 'stored value is not a mapping' end
+  local base
+  ok, base = pcall(map_entries, stored)
+  if not ok or base == nil then return nil, 'stored value is not a mapping' end
   local pos = {}
   for k, kv in ipairs(base) do pos[kv[1]] = k end
   for _, kv in ipairs(patch) do

@@ -41,11 +41,14 @@ def fail(message: str, code: int) -> None:
 @contextmanager
 def gang_for(url: str | None) -> Iterator[Gang]:
     """Connect for one command; memgang errors become clear messages and exit codes."""
-    if url is None:
+    if not url:
         fail("no Redis to talk to: pass --url or set MEMGANG_URL "
              "(or start one with `memgang server`)", EXIT_USAGE)
     try:
         gang = connect(url)
+    except (errors.InvalidKey, errors.InvalidValue) as exc:  # a malformed URL
+        fail(str(exc), EXIT_USAGE)
+        raise  # unreachable: fail() exits
     except errors.Error as exc:
         fail(str(exc), EXIT_NOT_FOUND)
         raise  # unreachable: fail() exits

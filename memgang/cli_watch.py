@@ -180,13 +180,13 @@ def _value_of(gang: Gang, event: Event) -> str | None:
         return None
     try:
         obj = gang.swarm(event.swarm).read(event.key)
+        if obj is None:
+            return "(gone)"
+        text = dumps_json(obj.value).decode()
     except errors.Error as exc:
         return f"({type(exc).__name__})"
     except Exception as exc:  # a foreign value that is not msgpack, say
         return f"(unreadable: {type(exc).__name__})"
-    if obj is None:
-        return "(gone)"
-    text = dumps_json(obj.value).decode()
     return text if obj.version == event.version else f"(now v{obj.version}) {text}"
 
 

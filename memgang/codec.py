@@ -107,9 +107,13 @@ def loads_json(data: bytes | str) -> Any:
 def _json_default(obj: Any) -> Any:
     if isinstance(obj, (bytes, bytearray, memoryview)):
         return bytes(obj).decode("latin-1")
+    if isinstance(obj, msgpack.ExtType):  # before tuple: ExtType is a namedtuple
+        return {"msgpack_ext": obj.code, "data": obj.data.decode("latin-1")}
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+    if isinstance(obj, msgpack.Timestamp):  # what Go and JS encoders write for a date
+        return obj.to_datetime().isoformat()
+    return repr(obj)  # display only: JSON output must not fail on a value someone stored
 
 
 __all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_VALUE_BYTES", "Codec", "dumps_json", "loads_json"]

@@ -92,7 +92,10 @@ def parse_id(text: str | bytes) -> StreamId | None:
     ms, sep, seq = text.partition("-")
     if not ms.isdigit() or (sep and not seq.isdigit()):
         return None
-    return int(ms), int(seq) if sep else 0
+    sid = int(ms), int(seq) if sep else 0
+    if sid[0] > MAX_SEQ or sid[1] > MAX_SEQ:  # Redis stream ids are two unsigned 64-bit numbers
+        return None
+    return sid
 
 
 def format_id(sid: StreamId) -> str:

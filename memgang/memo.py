@@ -138,6 +138,10 @@ def new_token() -> str:
 # --- options ---------------------------------------------------------------------------------
 
 
+# bounds of ttl_s / lease_s: finite, and far below what Redis's PEXPIRE takes
+_MAX_SECONDS = 10 * 365 * 86400.0
+
+
 @dataclass(frozen=True, slots=True)
 class Options:
     """Validated options of one compute_once call."""
@@ -155,9 +159,10 @@ class Options:
     @classmethod
     def make(cls, *, ttl_s: float | None, lease_s: float, on_error: str, wait: bool,
              timeout_s: float | None) -> Options:
-        if ttl_s is not None and not (isinstance(ttl_s, (int, float)) and ttl_s > 0):
+        if ttl_s is not None and not (isinstance(ttl_s, (int, float)) and
+                                      0 < ttl_s < _MAX_SECONDS):
             raise InvalidValue(f"ttl_s must be a positive number or None, got {ttl_s!r}")
-        if not (isinstance(lease_s, (int, float)) and lease_s >= 0.05):
+        if not (isinstance(lease_s, (int, float)) and 0.05 <= lease_s < _MAX_SECONDS):
             raise InvalidValue(f"lease_s must be at least 0.05 seconds, got {lease_s!r}")
         if on_error not in ON_ERROR:
             raise InvalidValue(f"on_error must be one of {', '.join(ON_ERROR)}, "

@@ -20,6 +20,7 @@ from .errors import Error, InvalidKey, InvalidValue, ManualConflict
 from .keys import INDEX_SEP, Key, SwarmKeys, index_range, parse_full, resolve, validate_name
 
 Policy = Literal["lww", "merge", "manual"]
+_MAX_TTL_S = 10 * 365 * 86400.0  # finite, and far below Redis's PEXPIRE limit
 POLICIES: tuple[str, ...] = ("lww", "merge", "manual")
 
 
@@ -193,7 +194,7 @@ def plan_write_many(
         raise InvalidValue(f"fence must be a positive int token, got {fence!r}", key=first)
     ttl_ms = ""
     if ttl_s is not None:
-        if not isinstance(ttl_s, (int, float)) or ttl_s <= 0:
+        if not isinstance(ttl_s, (int, float)) or not 0 < ttl_s < _MAX_TTL_S:
             raise InvalidValue(f"ttl_s must be a positive number, got {ttl_s!r}", key=first)
         ttl_ms = str(max(1, round(ttl_s * 1000)))
     if group is not None:

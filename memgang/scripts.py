@@ -73,7 +73,11 @@ def raise_refusal(script: str, reply: list[Any], *, key: str, agent: str,
     if code == STALE_FENCE:
         raise StaleFence(key, fence=-1 if fence is None else fence, newest=int(reply[1]))
     if code == FORBIDDEN:
-        raise Forbidden(key, agent, list(loads_json(reply[1])))
+        try:
+            allowed = list(loads_json(reply[1]))
+        except ValueError:  # a list another tool broke: the script refused, fail closed
+            allowed = [f"(unreadable: {text(reply[1])!r})"]
+        raise Forbidden(key, agent, allowed)
     if code == NOT_MAPPING:
         raise InvalidValue(f"cannot merge into {key}: {text(reply[1])}", key=key)
     if code == NOT_FOUND:

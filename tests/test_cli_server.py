@@ -161,3 +161,13 @@ def test_wheel_ships_the_lua_scripts(tmp_path: Path) -> None:
     where, names_line = probe.stdout.splitlines()
     assert where.startswith(str(site))
     assert "write" in names_line
+
+
+def test_cli_refuses_empty_or_malformed_urls_and_bad_ttl(url: str, swarm: memgang.Swarm) -> None:
+    empty = cli("put", f"{swarm.name}/a/x", "1", "--url", "")
+    assert empty.returncode == 2 and "MEMGANG_URL" in empty.stderr
+    malformed = cli("put", f"{swarm.name}/a/x", "1", "--url", "redis://localhost:notaport")
+    assert malformed.returncode == 2 and "bad Redis URL" in malformed.stderr
+    for bad in ("nan", "inf"):
+        ttl = cli("put", f"{swarm.name}/a/x", "1", "--ttl", bad, url=url)
+        assert ttl.returncode == 2 and "ttl_s" in ttl.stderr

@@ -510,3 +510,13 @@ def test_keyspace_notifications_that_cannot_be_checked_are_warned_about(
                    for r in caplog.records)
     finally:
         gang.close()
+
+
+def test_stream_ids_beyond_64_bits_are_not_ids() -> None:
+    from memgang.events import parse_id, parse_since
+
+    assert parse_id("18446744073709551615-18446744073709551615") == (2**64 - 1, 2**64 - 1)
+    assert parse_id("99999999999999999999999-0") is None
+    assert parse_id("1-18446744073709551616") is None
+    with pytest.raises(memgang.InvalidValue, match="log id"):
+        parse_since("99999999999999999999999-0")

@@ -7,6 +7,7 @@ import asyncio
 import multiprocessing
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -295,3 +296,29 @@ def test_counters_reach_redis_and_memgang_stats_shows_them(swarm: memgang.Swarm,
     assert "summarizer" in header and [r.split()[0] for r in rows] == ["a", "b"]
     bad = CliRunner().invoke(main, ["stats", "bad/name", "--url", url])
     assert bad.exit_code == 2 and "forbidden character" in bad.output
+
+
+def test_a_waiter_outlasts_a_short_socket_timeout(url: str, swarm: memgang.Swarm) -> None:
+    """The waiter's BLPOP must end before the client's socket timeout, then wait again."""
+    computing = threading.Event()
+
+    def slow() -> int:
+        computing.set()
+        time.sleep(1.5)  # longer than the waiter's socket timeout below
+        return 42
+
+    claimer = memgang.connect(url)
+    waiter = memgang.connect(url, socket_timeout_s=0.5)
+    try:
+        results: list[int] = []
+        thread = threading.Thread(target=lambda: results.append(
+            claimer.swarm(swarm.name).agent("c").compute_once("f", 1, slow, lease_s=5)))
+        thread.start()
+        until(computing.is_set, "the claimer to start computing")
+        got = waiter.swarm(swarm.name).agent("w").compute_once(
+            "f", 1, lambda: pytest.fail("the waiter must not compute"), lease_s=5)
+        thread.join(30)
+        assert got == 42 and results == [42]
+    finally:
+        claimer.close()
+        waiter.close()

@@ -598,3 +598,34 @@ def test_a_malformed_write_call_is_refused_whole(swarm: memgang.Swarm, raw: redi
                             ks.idx_context, ks.conflict_index, ks.log_n],
                   ["a", "lww", "", "", "", "", "", "", 1000, 1000, swarm.name, ks.channel, ""])
     assert state_of(raw, swarm) == before
+
+
+def test_one_broken_object_in_a_batch_is_refused_alone(
+        swarm: memgang.Swarm, raw: redis.Redis) -> None:
+    me = swarm.agent("a")
+    refs = me.write_many({f"m{i}": {"i": i} for i in range(3)})
+    raw.hset(refs[1].key, "v", b"\xde\x00")  # another tool leaves truncated msgpack
+    raw.hset(refs[2].key, "wb", "not json")  # ... and a broken access list
+    with pytest.raises(memgang.InvalidValue, match="not a mapping"):
+        me.write_many({f"m{i}": {"x": 1} for i in range(3)}, on_conflict="merge")
+    first = me.read("m0")
+    assert first is not None and first.value == {"i": 0, "x": 1}
+    with pytest.raises(memgang.Forbidden):
+        me.write("m2", {"y": 1})
+
+
+def test_values_other_tools_store_still_print_as_json(swarm: memgang.Swarm) -> None:
+    from memgang.codec import dumps_json
+
+    me = swarm.agent("a")
+    me.write("when", {"at": msgpack.Timestamp(1, 0), "ext": msgpack.ExtType(5, b"x")})
+    obj = me.read("when")
+    assert obj is not None
+    assert orjson.loads(dumps_json(obj.value)) == {
+        "at": "1970-01-01T00:00:01+00:00", "ext": {"msgpack_ext": 5, "data": "x"}}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -1.0, 0])
+def test_ttl_must_be_a_finite_positive_number(swarm: memgang.Swarm, bad: float) -> None:
+    with pytest.raises(memgang.InvalidValue, match="ttl_s"):
+        swarm.agent("a").write("x", 1, ttl_s=bad)

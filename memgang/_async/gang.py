@@ -18,7 +18,7 @@ from .. import scripts
 from .._backends import AsyncFunc, AsyncRedis, AsyncScript, AsyncThunk, P, async_no_retry
 from ..agent import AgentInfo
 from ..codec import Codec, dumps_json
-from ..config import Config
+from ..config import Config, redact
 from ..errors import (
     ConnectionLost,
     Error,
@@ -81,13 +81,18 @@ async def connect(url: str | None = None, *, config: Config | None = None,
         server.start()
         cfg = cfg.with_url(server.url)
     assert cfg.url is not None
-    client = AsyncRedis.from_url(
-        cfg.url,
-        socket_timeout=cfg.socket_timeout_s,
-        socket_connect_timeout=cfg.connect_timeout_s,
-        health_check_interval=30,
-        **{"retry": async_no_retry(), **cfg.redis_options},
-    )
+    try:
+        client = AsyncRedis.from_url(
+            cfg.url,
+            socket_timeout=cfg.socket_timeout_s,
+            socket_connect_timeout=cfg.connect_timeout_s,
+            health_check_interval=30,
+            **{"retry": async_no_retry(), **cfg.redis_options},
+        )
+    except ValueError as exc:  # redis-py's verdict on a malformed URL (bad port, ...)
+        if server is not None:
+            server.stop()
+        raise InvalidValue(f"bad Redis URL {redact(cfg.url)}: {exc}") from exc
     gang = Gang(cfg, client, server)
     try:
         await client.ping()

@@ -19,7 +19,7 @@ from .. import scripts
 from .._backends import SyncFunc, SyncRedis, SyncScript, SyncThunk, P, sync_no_retry
 from ..agent import AgentInfo
 from ..codec import Codec, dumps_json
-from ..config import Config
+from ..config import Config, redact
 from ..errors import (
     ConnectionLost,
     Error,
@@ -82,13 +82,18 @@ def connect(url: str | None = None, *, config: Config | None = None,
         server.start()
         cfg = cfg.with_url(server.url)
     assert cfg.url is not None
-    client = SyncRedis.from_url(
-        cfg.url,
-        socket_timeout=cfg.socket_timeout_s,
-        socket_connect_timeout=cfg.connect_timeout_s,
-        health_check_interval=30,
-        **{"retry": sync_no_retry(), **cfg.redis_options},
-    )
+    try:
+        client = SyncRedis.from_url(
+            cfg.url,
+            socket_timeout=cfg.socket_timeout_s,
+            socket_connect_timeout=cfg.connect_timeout_s,
+            health_check_interval=30,
+            **{"retry": sync_no_retry(), **cfg.redis_options},
+        )
+    except ValueError as exc:  # redis-py's verdict on a malformed URL (bad port, ...)
+        if server is not None:
+            server.stop()
+        raise InvalidValue(f"bad Redis URL {redact(cfg.url)}: {exc}") from exc
     gang = Gang(cfg, client, server)
     try:
         client.ping()

@@ -95,6 +95,9 @@ def compute_once(
 
 def _ring_wait(me: AgentMemory, doorbell: str, timeout_s: float) -> None:
     """Block on the doorbell until a token comes or ``timeout_s`` passes."""
+    socket_timeout = me.gang.config.socket_timeout_s
+    if socket_timeout is not None:  # the server must answer before the socket gives up
+        timeout_s = max(0.01, min(timeout_s, socket_timeout - 0.1))
     try:
         me.gang.client.blpop([doorbell], timeout=timeout_s)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
