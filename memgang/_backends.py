@@ -120,6 +120,8 @@ class AsyncBackend:
         """Wait for a spawned task to end (its errors are its own to report); one stuck
         past ``timeout_s`` (say, on a frozen Redis) is cancelled and reported, not waited on
         forever."""
+        if handle is asyncio.current_task():  # stop() called from inside the task itself
+            return
         done, _ = await asyncio.wait({handle}, timeout=timeout_s)
         if not done:
             log.warning("background task %s did not stop within %ss; cancelled",

@@ -19,9 +19,10 @@ from .errors import InvalidKey
 
 MAX_KEY_BYTES = 255
 
-# no braces (hash tag), glob characters, backslash, slash (segment separator),
-# whitespace or control characters; no leading underscore (reserved for system keys).
-_BAD = r"{}*?\[\]\\/\s\x00-\x1f\x7f"
+# no braces (hash tag), glob characters, backslash, slash (segment separator), "|" (the
+# field separator of lock entries), whitespace or control characters; no leading underscore
+# (reserved for system keys).
+_BAD = r"{}*?\[\]\\/|\s\x00-\x1f\x7f"
 _NAME_RE = re.compile(rf"[^{_BAD}_][^{_BAD}]*\Z")
 _BAD_CHAR_RE = re.compile(rf"[{_BAD}]")
 

@@ -520,3 +520,48 @@ def test_stream_ids_beyond_64_bits_are_not_ids() -> None:
     assert parse_id("1-18446744073709551616") is None
     with pytest.raises(memgang.InvalidValue, match="log id"):
         parse_since("99999999999999999999999-0")
+
+
+def test_a_stream_left_by_break_is_no_longer_fed(swarm: memgang.Swarm,
+                                                 gang: memgang.Gang) -> None:
+    import gc
+
+    swarm.agent("a").write("x", 1)
+    for _ in range(5):
+        for _event in swarm.events(since="start"):
+            break  # the stream is dropped without close(): nothing may keep feeding it
+    gc.collect()
+    hub = gang.events_hub
+    assert hub is not None
+    assert [r.name for r in hub.routes.values() if r.live()] == []
+    swarm.agent("a").write("x", 2)  # delivery to the dead routes must not fail either
+    with swarm.events(since="start") as events:
+        assert [e.version for e in (events.get(5), events.get(5))] == [1, 2]
+
+
+def test_an_async_handler_may_stop_its_own_subscription(
+        url: str, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        gang = await memgang.aio.connect(url)
+        try:
+            swarm = gang.swarm(fresh_swarm_name())
+            seen: list[str] = []
+            done = asyncio.Event()
+
+            async def handler(event: memgang.Event) -> None:
+                seen.append(event.id)
+                await sub.stop()
+                done.set()
+
+            sub = await swarm.subscribe(handler, since="start")
+            await swarm.agent("a").write("x", 1)
+            await asyncio.wait_for(done.wait(), 10)
+            await swarm.agent("a").write("x", 2)
+            await asyncio.sleep(0.2)  # a stopped subscription sees nothing more
+            assert len(seen) == 1 and not sub.running
+        finally:
+            await gang.close()
+
+    with caplog.at_level(logging.WARNING, logger="memgang"):
+        asyncio.run(main())
+    assert not [r for r in caplog.records if "did not stop" in r.getMessage()]

@@ -4,9 +4,11 @@ killed, paused and restarted; every wait is on a state, never a sleep-and-hope."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from itertools import pairwise
 from typing import Any
@@ -16,6 +18,7 @@ import redis
 from test_locks import LOCK, SPAWN, Procs, overlap, queued, state, until
 
 import memgang
+import memgang.aio
 from memgang.codec import loads_json
 from memgang.server import EmbeddedServer
 from memgang.testing import fresh_swarm_name
@@ -157,3 +160,59 @@ def test_a_redis_restart_under_contention_never_yields_two_holders(
     assert len(tokens) == len(set(tokens)), "a fencing token was issued twice"
     # tokens of clean holds follow the order of the holds: never back after the restart
     assert [t for _, _, t in clean] == sorted(t for _, _, t in clean)
+
+
+BUSY_SCRIPT = """
+local t = redis.call('TIME')
+local until_us = (tonumber(t[1]) * 1000000 + tonumber(t[2])) + tonumber(ARGV[1]) * 1000
+repeat t = redis.call('TIME') until tonumber(t[1]) * 1000000 + tonumber(t[2]) >= until_us
+return 1
+"""
+
+
+def test_a_lease_that_cannot_be_renewed_on_a_read_only_redis_is_reported_lost(
+        private_server: Callable[..., EmbeddedServer]) -> None:
+    srv = private_server()
+    gang = memgang.connect(srv.url)
+    lost: list[memgang.LockLost] = []
+    try:
+        me = gang.swarm(fresh_swarm_name()).agent("a")
+        lease = me.lock("doc", lease_ms=600, on_lost=lost.append)
+        lease.acquire()
+        with redis.Redis.from_url(srv.url) as admin:
+            admin.execute_command("REPLICAOF", "127.0.0.1", "1")  # read-only from now on
+            try:
+                until(lambda: bool(lost), "the watchdog to report the lost lease", 15)
+            finally:
+                admin.execute_command("REPLICAOF", "NO", "ONE")
+        assert not lease.held
+        with pytest.raises(memgang.LockLost):
+            lease.release()
+    finally:
+        gang.close()
+
+
+def test_an_acquire_interrupted_in_flight_gives_its_grant_back(
+        private_server: Callable[..., EmbeddedServer]) -> None:
+    srv = private_server()
+
+    async def main() -> None:
+        gang = await memgang.aio.connect(srv.url)
+        try:
+            swarm = gang.swarm(fresh_swarm_name())
+            async with swarm.agent("a").lock("warm-up"):  # wake channel subscribed already
+                pass
+            stall = threading.Thread(target=lambda: redis.Redis.from_url(srv.url).eval(
+                BUSY_SCRIPT, 0, 400))
+            stall.start()
+            time.sleep(0.05)  # the busy script is running: the next request waits behind it
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(swarm.agent("a").lock("doc").acquire(), 0.1)
+            stall.join()
+            assert [s for s in await swarm.locks() if s.holders] == []
+            async with swarm.agent("b").lock("doc", timeout_s=5) as lease:
+                assert lease.token > 0
+        finally:
+            await gang.close()
+
+    asyncio.run(main())

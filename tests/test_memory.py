@@ -447,6 +447,7 @@ def test_write_many_pipelines_atomic_writes(swarm: memgang.Swarm, sub: Subscribe
 # -- bad input -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("bad", ["", "_sys", "a b", "a/b/c/d", "x{y}", "*", "q?", "[", "a\\b",
+                                 "a|b",
                                  "tab\tx", "nl\n", "\x00"])
 def test_invalid_names_are_refused_before_reaching_redis(
         swarm: memgang.Swarm, raw: redis.Redis, bad: str) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import random
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -121,9 +122,14 @@ class _Route:
         self.pattern = pattern
         self.keyevent = keyevent
         self.swarm = "" if pattern or keyevent else swarm_of_channel(name)
-        self.listeners: list[AsyncEventStream] = []
+        # weak: a stream its user dropped (a `for` left by `break`) must not stay fed forever
+        self.listeners: list[weakref.ref[AsyncEventStream]] = []
         self.token = 0
         self.ready = AsyncBackend.event()
+
+    def live(self) -> list[AsyncEventStream]:
+        """The listeners that still exist."""
+        return [s for ref in self.listeners if (s := ref()) is not None]
 
 
 class AsyncEventHub:
@@ -160,7 +166,7 @@ class AsyncEventHub:
                     route = self.routes[name] = _Route(name, pattern=pattern)
                     new.append(route)
                 # copy on write: the reader iterates listener lists without the lock
-                route.listeners = [*route.listeners, stream]
+                route.listeners = [*route.listeners, weakref.ref(stream)]
             stream.registered = True
             if stream.keyspace:
                 self.keyspace_users += 1
@@ -189,8 +195,9 @@ class AsyncEventHub:
             gone: list[_Route] = []
             for name, _ in stream.routes:
                 route = self.routes.get(name)
-                if route is not None and stream in route.listeners:
-                    route.listeners = [s for s in route.listeners if s is not stream]
+                if route is not None and any(s is stream for s in route.live()):
+                    route.listeners = [ref for ref in route.listeners
+                                       if ref() is not stream and ref() is not None]
                     if not route.listeners:
                         gone.append(self.routes.pop(name))
             if stream.keyspace:
@@ -289,7 +296,7 @@ class AsyncEventHub:
             for route in self.routes.values():
                 route.ready.clear()
                 if was_live:
-                    for listener in route.listeners:
+                    for listener in route.live():
                         listener.interrupted()
         await conn.close()
 
@@ -363,7 +370,7 @@ class AsyncEventHub:
             return
         self.stats.messages += 1
         conversions = self.tracker.event(event)
-        for listener in route.listeners:
+        for listener in route.live():
             listener.mailbox.put(event)
         if conversions:
             await self._convert(conversions)
@@ -432,7 +439,7 @@ class AsyncEventHub:
         async with self._lock:
             self._closed = True
             self._stop.set()
-            listeners = {id(s): s for r in self.routes.values() for s in r.listeners}
+            listeners = {id(s): s for r in self.routes.values() for s in r.live()}
             conn = self._conn
         for stream in listeners.values():
             stream.mailbox.close()

@@ -173,6 +173,8 @@ class Gang:
             raise ConnectionLost(f"lost Redis during {script}: {exc}") from exc
         except redis.exceptions.TimeoutError as exc:
             raise ConnectionLost(f"Redis timed out during {script}: {exc}") from exc
+        except redis.exceptions.ReadOnlyError as exc:  # a replica, say, after a failover
+            raise ConnectionLost(f"Redis refused {script}: it is read-only ({exc})") from exc
         except redis.exceptions.ResponseError as exc:
             raise ScriptError(script, str(exc)) from exc
 

@@ -480,11 +480,9 @@ class AsyncLease:
                                   try_only, runtime.own_holds(self.name, self.agent))
         started = at = AsyncBackend.monotonic()
         deadline = math.inf if self.timeout_s is None else started + self.timeout_s
-        queued = False
         try:
             outcome = await self._ask(args)
             while isinstance(outcome, Queued):
-                queued = True
                 left = deadline - AsyncBackend.monotonic()
                 if left <= 0:
                     break
@@ -500,8 +498,10 @@ class AsyncLease:
             if not isinstance(outcome, Grant):
                 raise LockTimeout(self.name, mode=self.mode, timeout_s=self.timeout_s or 0.0)
         except BaseException:
-            if queued:
-                await self._cancel(waiter_id)
+            # even an interrupted first request may have reached Redis and been queued or
+            # granted there: withdraw it (giving back a grant), or it blocks the name for a
+            # whole lease with nobody to release it
+            await self._cancel(waiter_id)
             raise
         finally:
             runtime.unregister(waiter_id)
@@ -550,13 +550,14 @@ class AsyncLease:
             return
         try:
             await self._renew(holder_id)
-        except ConnectionLost as exc:
+        except Error as exc:
+            # unreachable, read-only after a failover, ...: whatever keeps the renewal from
+            # landing, a lease that has run out is lost, and says so
             if AsyncBackend.monotonic() >= self._expires_at:
-                self._lose(f"Redis was unreachable until the lease ran out ({exc})")
-            else:
-                self.renew_at = AsyncBackend.monotonic() + RENEW_RETRY_S
-        except Error:
-            log.exception("renewing the %s lease on %s failed", self.mode, self.name)
+                self._lose(f"the lease ran out while it could not be renewed ({exc})")
+                return
+            if not isinstance(exc, ConnectionLost):
+                log.warning("renewing the %s lease on %s failed: %s", self.mode, self.name, exc)
             self.renew_at = AsyncBackend.monotonic() + RENEW_RETRY_S
 
     async def renew(self) -> None:

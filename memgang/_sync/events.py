@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import random
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -122,9 +123,14 @@ class _Route:
         self.pattern = pattern
         self.keyevent = keyevent
         self.swarm = "" if pattern or keyevent else swarm_of_channel(name)
-        self.listeners: list[SyncEventStream] = []
+        # weak: a stream its user dropped (a `for` left by `break`) must not stay fed forever
+        self.listeners: list[weakref.ref[SyncEventStream]] = []
         self.token = 0
         self.ready = SyncBackend.event()
+
+    def live(self) -> list[SyncEventStream]:
+        """The listeners that still exist."""
+        return [s for ref in self.listeners if (s := ref()) is not None]
 
 
 class SyncEventHub:
@@ -161,7 +167,7 @@ class SyncEventHub:
                     route = self.routes[name] = _Route(name, pattern=pattern)
                     new.append(route)
                 # copy on write: the reader iterates listener lists without the lock
-                route.listeners = [*route.listeners, stream]
+                route.listeners = [*route.listeners, weakref.ref(stream)]
             stream.registered = True
             if stream.keyspace:
                 self.keyspace_users += 1
@@ -190,8 +196,9 @@ class SyncEventHub:
             gone: list[_Route] = []
             for name, _ in stream.routes:
                 route = self.routes.get(name)
-                if route is not None and stream in route.listeners:
-                    route.listeners = [s for s in route.listeners if s is not stream]
+                if route is not None and any(s is stream for s in route.live()):
+                    route.listeners = [ref for ref in route.listeners
+                                       if ref() is not stream and ref() is not None]
                     if not route.listeners:
                         gone.append(self.routes.pop(name))
             if stream.keyspace:
@@ -290,7 +297,7 @@ class SyncEventHub:
             for route in self.routes.values():
                 route.ready.clear()
                 if was_live:
-                    for listener in route.listeners:
+                    for listener in route.live():
                         listener.interrupted()
         conn.close()
 
@@ -364,7 +371,7 @@ class SyncEventHub:
             return
         self.stats.messages += 1
         conversions = self.tracker.event(event)
-        for listener in route.listeners:
+        for listener in route.live():
             listener.mailbox.put(event)
         if conversions:
             self._convert(conversions)
@@ -433,7 +440,7 @@ class SyncEventHub:
         with self._lock:
             self._closed = True
             self._stop.set()
-            listeners = {id(s): s for r in self.routes.values() for s in r.listeners}
+            listeners = {id(s): s for r in self.routes.values() for s in r.live()}
             conn = self._conn
         for stream in listeners.values():
             stream.mailbox.close()

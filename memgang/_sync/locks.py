@@ -481,11 +481,9 @@ class SyncLease:
                                   try_only, runtime.own_holds(self.name, self.agent))
         started = at = SyncBackend.monotonic()
         deadline = math.inf if self.timeout_s is None else started + self.timeout_s
-        queued = False
         try:
             outcome = self._ask(args)
             while isinstance(outcome, Queued):
-                queued = True
                 left = deadline - SyncBackend.monotonic()
                 if left <= 0:
                     break
@@ -501,8 +499,10 @@ class SyncLease:
             if not isinstance(outcome, Grant):
                 raise LockTimeout(self.name, mode=self.mode, timeout_s=self.timeout_s or 0.0)
         except BaseException:
-            if queued:
-                self._cancel(waiter_id)
+            # even an interrupted first request may have reached Redis and been queued or
+            # granted there: withdraw it (giving back a grant), or it blocks the name for a
+            # whole lease with nobody to release it
+            self._cancel(waiter_id)
             raise
         finally:
             runtime.unregister(waiter_id)
@@ -551,13 +551,14 @@ class SyncLease:
             return
         try:
             self._renew(holder_id)
-        except ConnectionLost as exc:
+        except Error as exc:
+            # unreachable, read-only after a failover, ...: whatever keeps the renewal from
+            # landing, a lease that has run out is lost, and says so
             if SyncBackend.monotonic() >= self._expires_at:
-                self._lose(f"Redis was unreachable until the lease ran out ({exc})")
-            else:
-                self.renew_at = SyncBackend.monotonic() + RENEW_RETRY_S
-        except Error:
-            log.exception("renewing the %s lease on %s failed", self.mode, self.name)
+                self._lose(f"the lease ran out while it could not be renewed ({exc})")
+                return
+            if not isinstance(exc, ConnectionLost):
+                log.warning("renewing the %s lease on %s failed: %s", self.mode, self.name, exc)
             self.renew_at = SyncBackend.monotonic() + RENEW_RETRY_S
 
     def renew(self) -> None:
