@@ -198,7 +198,9 @@ class SyncLockRuntime:
             else:
                 SyncBackend.wait_event(waiter.event, left)
                 with self.mutex:
-                    waiter.nudged = False
+                    # `nudged` stays set until this waiter takes the reader role (_lead) or
+                    # leaves (unregister passes the role on): a nudge that meets this
+                    # waiter's own timeout must not leave the wake connection unread
                     if not waiter.done:
                         waiter.event.clear()
 
