@@ -10,16 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
-
-import orjson
+from typing import Any
 
 from . import scripts
-from .codec import Codec
+from .codec import Codec, dumps_json, loads_json
 from .errors import Error, InvalidKey, InvalidValue, ManualConflict
 from .keys import INDEX_SEP, Key, SwarmKeys, index_range, parse_full, resolve, validate_name
 
-Policy = Literal["lww", "merge", "manual"]
 _MAX_TTL_S = 10 * 365 * 86400.0  # finite, and far below Redis's PEXPIRE limit
 POLICIES: tuple[str, ...] = ("lww", "merge", "manual")
 
@@ -91,7 +88,7 @@ def _names(values: Iterable[str] | None, what: str) -> bytes | str:
         return ""
     if isinstance(values, str):
         raise InvalidKey(f"{what} must be a list of names, not a string", name=values)
-    return orjson.dumps([validate_name(v, what) for v in values])
+    return dumps_json([validate_name(v, what) for v in values])
 
 
 def _refs(items: Sequence[MemoryRef | str] | None) -> bytes | str:
@@ -101,7 +98,7 @@ def _refs(items: Sequence[MemoryRef | str] | None) -> bytes | str:
     for item in items:
         ref = item if isinstance(item, MemoryRef) else MemoryRef.parse(item)
         out.append(ref.to_list())
-    return orjson.dumps(out)
+    return dumps_json(out)
 
 
 @dataclass(slots=True)
@@ -118,10 +115,6 @@ class WritePlan:
     writer: str
     expected: int | None
     fence: int | None
-
-    @property
-    def key(self) -> Key:
-        return self.keys_of[0]
 
     def outcomes(self, reply: list[Any]) -> list[MemoryRef | Error]:
         out: list[MemoryRef | Error] = []
@@ -225,7 +218,6 @@ def plan_write_many(
 
 @dataclass(slots=True)
 class DeletePlan:
-    key: Key
     keys: list[str]
     args: list[Any]
     agent: str
@@ -251,7 +243,7 @@ def plan_delete(ks: SwarmKeys, settings: Settings, key: Key, agent: str, *,
         agent, "" if expected_version is None else expected_version,
         "" if fence is None else fence, settings.log_maxlen, ks.swarm, ks.channel,
     ]
-    return DeletePlan(key, keys, args, agent, expected_version, fence)
+    return DeletePlan(keys, args, agent, expected_version, fence)
 
 
 def read_call(ks: SwarmKeys, key: Key, reader: str) -> tuple[list[str], list[str]]:
@@ -259,11 +251,11 @@ def read_call(ks: SwarmKeys, key: Key, reader: str) -> tuple[list[str], list[str
 
 
 def _s(value: Any) -> str | None:
-    return value.decode() if isinstance(value, bytes) else value if value else None
+    return scripts.text(value) if value else None
 
 
 def _names_of(raw: Any) -> tuple[str, ...]:
-    return tuple(orjson.loads(raw)) if raw else ()
+    return tuple(loads_json(raw)) if raw else ()
 
 
 def interpret_read(reply: list[Any], key: str, reader: str,
@@ -288,7 +280,7 @@ def interpret_read(reply: list[Any], key: str, reader: str,
         tags=_names_of(tags),
         readable_by=_names_of(rb),
         writable_by=_names_of(wb),
-        derived_from=tuple(MemoryRef(k, int(n)) for k, n in orjson.loads(df)) if df else (),
+        derived_from=tuple(MemoryRef(k, int(n)) for k, n in loads_json(df)) if df else (),
         ttl_ms=None if int(pttl) < 0 else int(pttl),
         requested_version=requested_version,
     )
@@ -346,7 +338,7 @@ def conflict_entries(raw: Mapping[Any, Any], key: str) -> list[Conflict]:
     for f, v in raw.items():
         cid, _, kind = scripts.text(f).partition(":")
         if kind == "m":
-            metas[cid] = orjson.loads(v)
+            metas[cid] = loads_json(v)
         elif kind == "v":
             values[cid] = v
     out = []
@@ -379,7 +371,6 @@ __all__ = [
     "DeletePlan",
     "MemoryObject",
     "MemoryRef",
-    "Policy",
     "ScopeQuery",
     "Settings",
     "WritePlan",
