@@ -34,7 +34,11 @@ raised because of a redis-py exception chain it with ``raise ... from exc``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import redis.exceptions
 
 
 class Error(Exception):
@@ -272,6 +276,18 @@ class ScriptError(Error):
         super().__init__(f"script {script!r} returned an unknown reply: {reply!r}")
         self.script = script
         self.reply = reply
+
+
+@contextmanager
+def lost_redis(doing: str) -> Iterator[None]:
+    """Turn any redis-py error inside into ``ConnectionLost("<doing>: <error>")``.
+
+    A plain context manager, so the sync and the async shells share it (``with`` around an
+    ``await`` works the same)."""
+    try:
+        yield
+    except redis.exceptions.RedisError as exc:
+        raise ConnectionLost(f"{doing}: {exc}") from exc
 
 
 __all__ = [

@@ -50,6 +50,7 @@ from ..errors import (
     InvalidValue,
     MalformedEvent,
     ScriptError,
+    lost_redis,
 )
 from ..events import (
     KEYEVENTS,
@@ -551,15 +552,13 @@ class AsyncEventStream:
     async def _begin(self) -> None:
         client = self.gang.client
         tails: dict[str, Event | StreamId | None] = {}
-        try:
+        with lost_redis("cannot start an event stream"):
             async with client.pipeline(transaction=False) as pipe:
                 pipe.time()
                 names = self.swarms if self.since.kind == "now" and self.swarms else []
                 for swarm in names:
                     pipe.xrevrange(SwarmKeys(swarm).log, "+", "-", count=1)
                 replies = await pipe.execute()
-        except redis.exceptions.RedisError as exc:
-            raise ConnectionLost(f"cannot start an event stream: {exc}") from exc
         seconds, micros = replies[0]
         for swarm, tail in zip(names, replies[1:], strict=True):
             tails[swarm] = self._position(swarm, tail)

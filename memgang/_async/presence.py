@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import redis.exceptions
-
 from .. import agent as core
-from ..errors import ConnectionLost
+from ..errors import lost_redis
 
 if TYPE_CHECKING:
     from .gang import AgentMemory, Swarm
@@ -32,12 +30,10 @@ async def leave(me: AgentMemory, reason: str = "stopped") -> bool:
 async def live_agents(swarm: Swarm) -> list[core.AgentInfo]:
     """The agents whose heartbeat is current (by the server's clock), with their roles."""
     ks = swarm.keys
-    try:
+    with lost_redis(f"listing the agents of {swarm.name} failed"):
         async with swarm.gang.client.pipeline(transaction=False) as pipe:
             pipe.time()
             pipe.zrange(ks.presence, 0, -1, withscores=True)
             pipe.hgetall(ks.agents)
             (secs, micros), members, descriptions = await pipe.execute()
-    except redis.exceptions.RedisError as exc:
-        raise ConnectionLost(f"listing the agents of {swarm.name} failed: {exc}") from exc
     return core.live_agents(members, descriptions, secs * 1000 + micros // 1000)

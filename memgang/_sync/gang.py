@@ -29,6 +29,7 @@ from ..errors import (
     LockTimeout,
     NotFound,
     ScriptError,
+    lost_redis,
 )
 from ..keys import SwarmKeys, validate_name
 from ..locks import DEFAULT_LEASE_MS, LockState
@@ -234,8 +235,8 @@ class Swarm:
         query = ScopeQuery(agent, group, context)
         ks = self.keys
         client = self.gang.client
-        try:
-            ranges = query.ranges(ks)
+        ranges = query.ranges(ks)
+        with lost_redis(f"scoped read of {self.name} failed"):
             with client.pipeline(transaction=False) as pipe:
                 if ranges:
                     for idx, low, high in ranges:
@@ -243,8 +244,6 @@ class Swarm:
                 else:
                     pipe.zrange(ks.idx_all, 0, -1)
                 found: list[Any] = pipe.execute()
-        except redis.exceptions.RedisError as exc:
-            raise ConnectionLost(f"scoped read of {self.name} failed: {exc}") from exc
         if ranges:
             sets = [members_to_keys(members) for members in found]
             keys = sorted(set.intersection(*sets))
@@ -302,14 +301,12 @@ class Swarm:
     def stats(self) -> dict[str, dict[str, int]]:
         """Every agent's counters (reads, writes, hits, waits, ...) as kept in Redis."""
         client = self.gang.client
-        try:
+        with lost_redis(f"reading the stats of {self.name} failed"):
             names = sorted(scripts.text(m) for m in client.smembers(self.keys.stats_index))
             with client.pipeline(transaction=False) as pipe:
                 for name in names:
                     pipe.hgetall(self.keys.stats(name))
                 rows = pipe.execute()
-        except redis.exceptions.RedisError as exc:
-            raise ConnectionLost(f"reading the stats of {self.name} failed: {exc}") from exc
         return {name: parse_hash(row) for name, row in zip(names, rows, strict=True)}
 
     def locks(self) -> list[LockState]:

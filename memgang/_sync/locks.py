@@ -32,7 +32,7 @@ import redis.exceptions
 
 from .. import scripts
 from .._backends import SyncBackend, SyncEvent, SyncHandle, SyncPubSubConn
-from ..errors import ConnectionLost, Error, LockError, LockLost, LockTimeout
+from ..errors import ConnectionLost, Error, LockError, LockLost, LockTimeout, lost_redis
 from ..keys import Key
 from ..locks import (
     DEFAULT_LEASE_MS,
@@ -620,10 +620,8 @@ class SyncLease:
 def lock_states(swarm: Swarm) -> list[LockState]:
     """Every lock of ``swarm`` that has holders or waiters, by name."""
     gang = swarm.gang
-    try:
+    with lost_redis(f"listing the locks of {swarm.name} failed"):
         raw = gang.client.smembers(swarm.keys.lock_index)
-    except redis.exceptions.RedisError as exc:
-        raise ConnectionLost(f"listing the locks of {swarm.name} failed: {exc}") from exc
     out = []
     for name in sorted(scripts.text(n) for n in raw):
         try:
