@@ -526,14 +526,14 @@ class AgentMemory:
         return deleted is not None
 
     async def resolve(self, key: str | MemoryRef, *, take: str | None = None,
-                      value: Any = None, keep_current: bool = False) -> MemoryRef | None:
+                      value: Any = None, keep_current: bool = False) -> MemoryRef:
         """Settle the manual conflicts of ``key``.
 
         ``take=conflict_id`` writes that kept value as the new version; ``value=...`` writes
         a value of your own (say, a merge of both); ``keep_current=True`` discards the kept
-        writes. The write and the clearing of the conflicts are one atomic step, guarded by
-        compare-and-set on the current version. Returns the new version's ref, or ``None``
-        for keep_current.
+        writes (the current value is written again, so that clearing them is part of the same
+        atomic write). The write and the clearing of the conflicts are one step, guarded by
+        compare-and-set on the current version. Returns the new version's ref.
         """
         k = target(self.swarm.name, self.name, key)[0]
         chosen = sum((take is not None, value is not None, keep_current))

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import redis.exceptions
-
 from .. import agent as core
 from ..errors import lost_redis
 
