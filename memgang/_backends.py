@@ -356,9 +356,7 @@ class AsyncPubSubConn:
 
     def __init__(self, client: redis.asyncio.Redis, timeout_s: float) -> None:
         pool = client.connection_pool
-        self.db = int(pool.connection_kwargs.get("db") or 0)
-        retry = redis.asyncio.retry.Retry(redis.backoff.NoBackoff(), 0)
-        self._conn = pool.connection_class(**_pubsub_kwargs(pool, timeout_s, retry))
+        self._conn = pool.connection_class(**_pubsub_kwargs(pool, timeout_s, async_no_retry()))
 
     async def connect(self) -> None:
         await self._conn.connect()  # type: ignore[no-untyped-call]
@@ -381,9 +379,7 @@ class SyncPubSubConn:
 
     def __init__(self, client: redis.Redis, timeout_s: float) -> None:
         pool = client.connection_pool
-        self.db = int(pool.connection_kwargs.get("db") or 0)
-        retry = redis.retry.Retry(redis.backoff.NoBackoff(), 0)
-        self._conn = pool.connection_class(**_pubsub_kwargs(pool, timeout_s, retry))
+        self._conn = pool.connection_class(**_pubsub_kwargs(pool, timeout_s, sync_no_retry()))
         self._closed = False
 
     def connect(self) -> None:
