@@ -250,6 +250,19 @@ def read_call(ks: SwarmKeys, key: Key, reader: str) -> tuple[list[str], list[str
     return [key.full, ks.lock(key)], [reader]
 
 
+def prune_call(ks: SwarmKeys, key: str, kind: str, cause: str, log_maxlen: int,
+               found: Sequence[str] = ("", "", "")) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of prune.lua for the vanished (or stale) object at full key ``key``;
+    ``found``: the writer, group and context under which its index entries were found."""
+    return ([key, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group, ks.idx_context, ks.log_n],
+            [kind, cause, log_maxlen, ks.swarm, ks.channel, *found])
+
+
+def observe_call(ks: SwarmKeys, key: str, log_maxlen: int) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of observe.lua for a value changed behind memgang's back."""
+    return [key, ks.seq, ks.log, ks.idx_all, ks.log_n], [log_maxlen, ks.swarm, ks.channel]
+
+
 def _s(value: Any) -> str | None:
     return scripts.text(value) if value else None
 
@@ -377,9 +390,11 @@ __all__ = [
     "conflict_entries",
     "interpret_read",
     "members_to_keys",
+    "observe_call",
     "plan_delete",
     "plan_write",
     "plan_write_many",
+    "prune_call",
     "read_call",
     "target",
 ]

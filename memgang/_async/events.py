@@ -82,6 +82,7 @@ from ..keys import (
     swarm_of_log,
     validate_name,
 )
+from ..memory import observe_call, prune_call
 
 if TYPE_CHECKING:
     from .gang import Gang
@@ -229,8 +230,15 @@ class AsyncEventHub:
                 return False
         return True
 
+    def _keys(self, swarm: str) -> SwarmKeys:
+        """The swarm's key builder, made once per swarm (this is on the per-event path)."""
+        ks = self._swarm_keys.get(swarm)
+        if ks is None:
+            ks = self._swarm_keys[swarm] = SwarmKeys(swarm)
+        return ks
+
     def _watched(self, swarm: str) -> bool:
-        return (SwarmKeys(swarm).channel in self.routes
+        return (self._keys(swarm).channel in self.routes
                 or channel_pattern_all() in self.routes)
 
     # -- the connection ------------------------------------------------------------------------
@@ -379,20 +387,14 @@ class AsyncEventHub:
     # -- keyspace notifications ------------------------------------------------------------------
     async def _convert(self, conversions: list[Conversion]) -> None:
         for c in conversions:
-            ks = self._swarm_keys.get(c.swarm)
-            if ks is None:
-                ks = self._swarm_keys[c.swarm] = SwarmKeys(c.swarm)
+            ks = self._keys(c.swarm)
             maxlen = self.gang.settings.log_maxlen
             try:
                 if c.script == "observe":
-                    reply = await self.gang.call(
-                        "observe", [c.key, ks.seq, ks.log, ks.idx_all, ks.log_n],
-                        [maxlen, c.swarm, ks.channel])
+                    reply = await self.gang.call("observe", *observe_call(ks, c.key, maxlen))
                 else:
                     reply = await self.gang.call(
-                        "prune", [c.key, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group,
-                                  ks.idx_context, ks.log_n],
-                        [c.kind, c.cause, maxlen, c.swarm, ks.channel])
+                        "prune", *prune_call(ks, c.key, c.kind, c.cause, maxlen))
             except Error as exc:
                 log.warning("could not turn a keyspace notification for %s into an event: %s",
                             c.key, exc)

@@ -46,6 +46,7 @@ from ..memory import (
     plan_delete,
     plan_write,
     plan_write_many,
+    prune_call,
     read_call,
     target,
 )
@@ -269,10 +270,8 @@ class Swarm:
                     stale.append(k)  # an entry left by an earlier object at this key
         for k in stale:
             self.gang.call(  # a vanished object is announced once (lua/prune.lua)
-                "prune", [k, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group, ks.idx_context,
-                          ks.log_n],
-                ["memory_expired", "vanished", self.gang.settings.log_maxlen, self.name,
-                 ks.channel, *query.prune_args()])
+                "prune", *prune_call(ks, k, "memory_expired", "vanished",
+                                     self.gang.settings.log_maxlen, query.prune_args()))
         out.sort(key=lambda o: o.version, reverse=True)  # versions are the swarm's order
         return out if limit is None else out[:limit]
 
