@@ -58,6 +58,8 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import orjson
 
+from . import scripts
+from .codec import dumps_json, loads_json
 from .errors import EventGap, InvalidKey, InvalidValue, MalformedEvent
 from .keys import parse_full
 from .memory import MemoryRef
@@ -166,14 +168,14 @@ class Event:
     def to_dict(self) -> dict[str, Any]:
         """The event as JSON-ready data (what ``memgang watch --json`` prints)."""
         if self.raw:
-            out: dict[str, Any] = orjson.loads(self.raw)
+            out: dict[str, Any] = loads_json(self.raw)
             return out
         return {"id": self.id, "n": self.n, "type": self.type, "swarm": self.swarm,
                 "key": self.key, "agent": self.agent, "version": self.version,
                 "ts": self.ts_ms, "scope": self.scope, **self.data}
 
     def to_json(self) -> str:
-        return self.raw or orjson.dumps(self.to_dict()).decode()
+        return self.raw or dumps_json(self.to_dict()).decode()
 
 
 def _text(value: Any, what: str, where: str, payload: bytes | str, *, optional: bool
@@ -258,7 +260,7 @@ def _build_checked(d: Any, *, id_: str | None, sid: StreamId | None, n: int | No
 def parse_message(payload: bytes | str, *, where: str = "") -> Event:
     """An event as published on a swarm channel; raises :class:`MalformedEvent`."""
     try:
-        d = orjson.loads(payload)
+        d = loads_json(payload)
     except orjson.JSONDecodeError as exc:
         raise MalformedEvent(f"not JSON ({exc})", where=where, payload=payload) from exc
     raw = payload if isinstance(payload, str) else payload.decode()
@@ -267,7 +269,7 @@ def parse_message(payload: bytes | str, *, where: str = "") -> Event:
 
 def parse_entry(swarm: str, entry_id: bytes | str, fields: Mapping[Any, Any]) -> Event:
     """An entry of a swarm's log (as redis-py returns XRANGE); raises MalformedEvent."""
-    eid = entry_id.decode() if type(entry_id) is bytes else str(entry_id)
+    eid = scripts.text(entry_id)
     sid = parse_id(eid)
     body = fields.get(b"e")
     if body is None:
@@ -276,9 +278,9 @@ def parse_entry(swarm: str, entry_id: bytes | str, fields: Mapping[Any, Any]) ->
         raise MalformedEvent("no event field 'e'" if sid else "bad entry id",
                              where=_in_log(swarm, eid), payload=repr(dict(fields))[:200])
     n = _n_of(fields)
-    body_s = body.decode() if type(body) is bytes else str(body)
+    body_s = scripts.text(body)
     try:
-        d = orjson.loads(body_s)
+        d = loads_json(body_s)
     except orjson.JSONDecodeError as exc:
         raise MalformedEvent(f"not JSON ({exc})", where=_in_log(swarm, eid),
                              payload=body_s) from exc
@@ -739,8 +741,6 @@ class KeyspaceTracker:
     def __init__(self, watched: Callable[[str], bool]) -> None:
         self.watched = watched
         self.pending: tuple[str, str, str] | None = None  # (notification, key, swarm)
-        self.own = 0        # notifications recognised as memgang's own
-        self.converted = 0  # conversions asked for
 
     def notification(self, kind: str, key: str) -> list[Conversion]:
         out = self.flush()
@@ -762,7 +762,6 @@ class KeyspaceTracker:
         kind, key, _ = self.pending
         if event.key == key and event.type == _FOLLOWED_BY[kind]:
             self.pending = None
-            self.own += 1
             return []
         return self.flush()
 
@@ -775,7 +774,6 @@ class KeyspaceTracker:
         return [self._conversion(kind, key, swarm)]
 
     def _conversion(self, kind: str, key: str, swarm: str) -> Conversion:
-        self.converted += 1
         if kind == "hset":
             return Conversion("observe", key, swarm)
         event_type, cause = _VANISH[kind]

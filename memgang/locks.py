@@ -100,20 +100,21 @@ class LockCall:
     cancel = release
 
 
+def _lock_keys(ks: SwarmKeys, key: Key) -> list[str]:
+    """The KEYS every lock script starts with (see lua/_lock.lua)."""
+    return [ks.lock(key), ks.lock_queue(key), ks.lock_waiters(key), ks.fence(key),
+            ks.lock_index]
+
+
 def lock_call(ks: SwarmKeys, key: Key, log_maxlen: int) -> LockCall:
     name = key.full
-    return LockCall(
-        name,
-        (ks.lock(key), ks.lock_queue(key), ks.lock_waiters(key), ks.fence(key), ks.lock_index,
-         ks.log, ks.log_n),
-        (name, ks.swarm, ks.channel, log_maxlen),
-    )
+    return LockCall(name, (*_lock_keys(ks, key), ks.log, ks.log_n),
+                    (name, ks.swarm, ks.channel, log_maxlen))
 
 
 def inspect_keys(ks: SwarmKeys, key: Key) -> tuple[list[str], list[str]]:
     """KEYS and ARGV of lock_inspect.lua."""
-    return ([ks.lock(key), ks.lock_queue(key), ks.lock_waiters(key), ks.fence(key),
-             ks.lock_index], [key.full])
+    return _lock_keys(ks, key), [key.full]
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +186,7 @@ def parse_wake(data: Any) -> tuple[str, Grant] | None:
         return None
     waiter_id, token, lease = parts
     try:
-        return waiter_id, Grant(int(token) if token else None, int(lease))
+        return waiter_id, Grant(_token(token), int(lease))
     except ValueError:
         return None
 
@@ -257,7 +258,7 @@ def parse_inspect(name: str, reply: Sequence[Any]) -> LockState:
         parts = value.split("|")
         if len(parts) != 4 or parts[0] not in COMPATIBLE or not parts[2].isdigit():
             continue
-        holders.append(Holder(hid, parts[1], parts[0], int(parts[3]) if parts[3] else None,
+        holders.append(Holder(hid, parts[1], parts[0], _token(parts[3]),
                               int(parts[2]) - now))
     holders.sort(key=lambda h: (-h.lease_left_ms, h.agent))
     entries = _pairs(raw_waiters)
@@ -268,8 +269,7 @@ def parse_inspect(name: str, reply: Sequence[Any]) -> LockState:
         if len(parts) != 5 or parts[0] not in COMPATIBLE or not parts[3].isdigit():
             continue
         queue.append(Waiter(wid, parts[1], parts[0], int(parts[2]), int(parts[3]) <= now))
-    text = scripts.text(fence)
-    return LockState(name, tuple(holders), tuple(queue), int(text) if text else None)
+    return LockState(name, tuple(holders), tuple(queue), _token(fence))
 
 
 __all__ = [

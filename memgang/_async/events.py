@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 
+from .. import scripts
 from .._backends import (
     AsyncBackend,
     AsyncHandle,
@@ -423,7 +424,7 @@ class AsyncEventHub:
             self._keyspace_checked = False
             return
         raw = next(iter(reply.values()), b"")
-        current = raw.decode() if isinstance(raw, bytes) else str(raw)
+        current = scripts.text(raw)
         wanted = keyspace_flags(current)
         if wanted is None:
             return

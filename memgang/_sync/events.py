@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis.exceptions
 
+from .. import scripts
 from .._backends import (
     SyncBackend,
     SyncHandle,
@@ -424,7 +425,7 @@ class SyncEventHub:
             self._keyspace_checked = False
             return
         raw = next(iter(reply.values()), b"")
-        current = raw.decode() if isinstance(raw, bytes) else str(raw)
+        current = scripts.text(raw)
         wanted = keyspace_flags(current)
         if wanted is None:
             return
