@@ -8,7 +8,6 @@ import click
 
 from .agent import AgentInfo
 from .cli import echo_json, gang_for, main, url_option
-from .keys import validate_name
 from .metrics import STANDARD
 
 _MS = {"saved_ms": "saved s", "compute_ms": "compute s", "lock_wait_ms": "lock wait s"}
@@ -54,7 +53,7 @@ def stats(url: str | None, swarm: str, as_json: bool) -> None:
     """Every agent's counters in SWARM: reads, writes, compute-once hits/misses/waits, time
     saved, lock wait, handler errors (and any the agents count themselves)."""
     with gang_for(url) as gang:
-        sw = gang.swarm(validate_name(swarm, "swarm"))
+        sw = gang.swarm(swarm)
         rows = stats_rows(sw.stats(), sw.agents())
     if as_json:
         echo_json({r["agent"]: {"live": r["live"], "role": r["role"], **r["counters"]}

@@ -33,6 +33,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from . import scripts
 from .errors import InvalidKey
 
 STANDARD = ("reads", "writes", "hits", "misses", "waits", "saved_ms", "compute_ms",
@@ -73,10 +74,6 @@ class Stats:
             self._pending[name] = self._pending.get(name, 0) + n
         return time.monotonic() >= self._next_flush
 
-    def add_seconds(self, name: str, seconds: float) -> bool:
-        """Add a duration to the ``*_ms`` counter ``name``."""
-        return self.incr(name, round(seconds * 1000))
-
     def take(self) -> dict[str, int]:
         """The increments to flush now (and forget them); empty if there are none."""
         with self._lock:
@@ -93,10 +90,6 @@ class Stats:
     def __getitem__(self, name: str) -> int:
         return self.totals.get(name, 0)
 
-    @property
-    def saved_s(self) -> float:
-        return self.totals["saved_ms"] / 1000
-
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return dict(self.totals)
@@ -110,7 +103,7 @@ def parse_hash(raw: Mapping[Any, Any]) -> dict[str, int]:
     """A stats hash as read from Redis: {counter: int}, standard counters first."""
     out = dict.fromkeys(STANDARD, 0)
     for k, v in raw.items():
-        name = k.decode() if isinstance(k, bytes) else str(k)
+        name = scripts.text(k)
         try:
             out[name] = int(v)
         except (TypeError, ValueError):

@@ -55,7 +55,6 @@ class _State:
     set_stopped: Callable[[], None] | None = None
     heartbeat: AsyncHandle | None = None
     subscription: Any = None
-    handled: int = 0
     errors: int = 0
     started_ms: int = 0
 
@@ -250,7 +249,6 @@ async def _dispatch(state: _State, event: Event) -> None:
     for handler in state.handlers:
         if (gap and handler.spec.type != GAP) or not handler.spec.filter.matches(event):
             continue
-        state.handled += 1
         try:
             await AsyncHandlers.call(handler.fn, event)
         except Exception:

@@ -127,21 +127,19 @@ async def _compute(me: AgentMemory, call: memo.Call, fn: AsyncThunk[T]) -> T:
     watchdog: AsyncHandle = AsyncBackend.spawn(renew, f"memgang-memo-{call.digest[:8]}")
     started = AsyncBackend.monotonic()
     try:
-        result = await fn()
-        packed = gang.codec.pack(result, key=f"compute_once {call.name}")
+        try:
+            result = await fn()
+            packed = gang.codec.pack(result, key=f"compute_once {call.name}")
+        finally:  # the claim's renewal ends before its outcome is recorded, either way
+            stop.set()
+            await AsyncBackend.join(watchdog)
     except Exception as exc:
-        stop.set()
-        await AsyncBackend.join(watchdog)
         await _record_failure(me, call, exc)
         await me.count("compute_ms", round((AsyncBackend.monotonic() - started) * 1000))
         raise
     except BaseException:  # cancelled or interrupted: hand the claim to a waiter at once
-        stop.set()
-        await AsyncBackend.join(watchdog)
         await _record_failure(me, call, None)
         raise
-    stop.set()
-    await AsyncBackend.join(watchdog)
     compute_ms = round((AsyncBackend.monotonic() - started) * 1000)
     stored, lost = memo.interpret_done(
         await gang.call("memo_done", call.keys, call.done_args(packed, compute_ms)))

@@ -56,7 +56,6 @@ class _State:
     set_stopped: Callable[[], None] | None = None
     heartbeat: SyncHandle | None = None
     subscription: Any = None
-    handled: int = 0
     errors: int = 0
     started_ms: int = 0
 
@@ -251,7 +250,6 @@ def _dispatch(state: _State, event: Event) -> None:
     for handler in state.handlers:
         if (gap and handler.spec.type != GAP) or not handler.spec.filter.matches(event):
             continue
-        state.handled += 1
         try:
             SyncHandlers.call(handler.fn, event)
         except Exception:

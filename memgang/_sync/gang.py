@@ -210,8 +210,8 @@ class Swarm:
 
     def __init__(self, gang: Gang, name: str) -> None:
         self.gang = gang
-        self.name = validate_name(name, "swarm")
-        self.keys = SwarmKeys(name)
+        self.keys = SwarmKeys(name)  # validates the name
+        self.name = self.keys.swarm
 
     def agent(self, name: str) -> AgentMemory:
         """Memory acting as agent ``name``: its own space is ``{swarm}/name/...``."""

@@ -128,21 +128,19 @@ def _compute(me: AgentMemory, call: memo.Call, fn: SyncThunk[T]) -> T:
     watchdog: SyncHandle = SyncBackend.spawn(renew, f"memgang-memo-{call.digest[:8]}")
     started = SyncBackend.monotonic()
     try:
-        result = fn()
-        packed = gang.codec.pack(result, key=f"compute_once {call.name}")
+        try:
+            result = fn()
+            packed = gang.codec.pack(result, key=f"compute_once {call.name}")
+        finally:  # the claim's renewal ends before its outcome is recorded, either way
+            stop.set()
+            SyncBackend.join(watchdog)
     except Exception as exc:
-        stop.set()
-        SyncBackend.join(watchdog)
         _record_failure(me, call, exc)
         me.count("compute_ms", round((SyncBackend.monotonic() - started) * 1000))
         raise
     except BaseException:  # cancelled or interrupted: hand the claim to a waiter at once
-        stop.set()
-        SyncBackend.join(watchdog)
         _record_failure(me, call, None)
         raise
-    stop.set()
-    SyncBackend.join(watchdog)
     compute_ms = round((SyncBackend.monotonic() - started) * 1000)
     stored, lost = memo.interpret_done(
         gang.call("memo_done", call.keys, call.done_args(packed, compute_ms)))

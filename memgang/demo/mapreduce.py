@@ -350,7 +350,6 @@ class Narrator:
         self.chunks: dict[str, int] = {}
         self.summaries: dict[str, int] = {}
         self.reports: dict[str, dict[str, Any]] = {}
-        self.lines = 0
 
     def start_clock(self) -> None:
         self.t0 = time.monotonic()
@@ -358,7 +357,6 @@ class Narrator:
     def _say(self, text: str) -> None:
         stamp = "" if self.t0 is None else f"+{time.monotonic() - self.t0:.3f}s  "
         self.echo(f"  {stamp}{text}")
-        self.lines += 1
 
     def __call__(self, event: Event) -> None:
         with self.lock:
