@@ -62,6 +62,12 @@ def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def server_ms(time_reply: Any) -> int:
+    """Server time in ms from the reply of Redis's TIME (seconds, microseconds)."""
+    seconds, micros = time_reply
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
 def raise_refusal(script: str, reply: list[Any], *, key: str, agent: str,
                   expected: int | None = None, fence: int | None = None) -> NoReturn:
     """Raise the typed error for a non-OK reply of write/delete/read."""
@@ -96,6 +102,7 @@ __all__ = [
     "STALE_FENCE",
     "lua_dir",
     "raise_refusal",
+    "server_ms",
     "sources",
     "text",
 ]

@@ -562,10 +562,9 @@ class AsyncEventStream:
                 for swarm in names:
                     pipe.xrevrange(SwarmKeys(swarm).log, "+", "-", count=1)
                 replies = await pipe.execute()
-        seconds, micros = replies[0]
         for swarm, tail in zip(names, replies[1:], strict=True):
             tails[swarm] = self._position(swarm, tail)
-        self.delivery.begin(tails, int(seconds) * 1000 + int(micros) // 1000)
+        self.delivery.begin(tails, scripts.server_ms(replies[0]))
 
     def interrupted(self) -> None:
         """Called by the hub: live delivery was interrupted; catch up once resubscribed."""

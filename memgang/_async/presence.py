@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import agent as core
+from .. import scripts
 from ..errors import lost_redis
 
 if TYPE_CHECKING:
@@ -35,5 +36,5 @@ async def live_agents(swarm: Swarm) -> list[core.AgentInfo]:
             pipe.time()
             pipe.zrange(ks.presence, 0, -1, withscores=True)
             pipe.hgetall(ks.agents)
-            (secs, micros), members, descriptions = await pipe.execute()
-    return core.live_agents(members, descriptions, secs * 1000 + micros // 1000)
+            now, members, descriptions = await pipe.execute()
+    return core.live_agents(members, descriptions, scripts.server_ms(now))

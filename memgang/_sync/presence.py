@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import agent as core
+from .. import scripts
 from ..errors import lost_redis
 
 if TYPE_CHECKING:
@@ -36,5 +37,5 @@ def live_agents(swarm: Swarm) -> list[core.AgentInfo]:
             pipe.time()
             pipe.zrange(ks.presence, 0, -1, withscores=True)
             pipe.hgetall(ks.agents)
-            (secs, micros), members, descriptions = pipe.execute()
-    return core.live_agents(members, descriptions, secs * 1000 + micros // 1000)
+            now, members, descriptions = pipe.execute()
+    return core.live_agents(members, descriptions, scripts.server_ms(now))

@@ -277,7 +277,7 @@ def create_app(url: str, swarm: str | None = None, *, allowed_hosts: list[str] |
 
 
 def is_loopback(host: str) -> bool:
-    return host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
 
 
 def _uvicorn_config(app: Starlette, host: str, port: int, log_level: str) -> Any:

@@ -14,10 +14,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import redis.exceptions
-
+from .. import scripts
 from ..aio import Gang
-from ..errors import ConnectionLost
+from ..errors import lost_redis
 from ..events import Event
 from .state import Holder, LockInfo, Waiter
 
@@ -56,11 +55,8 @@ class Polled:
 
 
 async def server_time_ms(gang: Gang) -> int:
-    try:
-        secs, micros = await gang.client.time()
-    except redis.exceptions.RedisError as exc:
-        raise ConnectionLost(f"TIME failed: {exc}") from exc
-    return int(secs) * 1000 + int(micros) // 1000
+    with lost_redis("TIME failed"):
+        return scripts.server_ms(await gang.client.time())
 
 
 async def poll_swarm(gang: Gang, swarm: str) -> Polled:

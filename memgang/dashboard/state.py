@@ -376,7 +376,7 @@ class SwarmState:
         counts = [self.rate.get(s, 0) for s in range(second - RATE_WINDOW_S + 1, second + 1)]
         recent = counts[-RATE_RECENT_S - 1:-1]
         edges = sorted(self.edges.items(), key=lambda kv: -kv[1].last_ms)[:MAX_EDGES_SHOWN]
-        memo = {"hits": 0.0, "waits": 0.0, "computed": 0.0, "saved_ms": 0.0}
+        memo = dict.fromkeys(MEMO_FIELDS, 0.0)
         memo_by_agent: dict[str, dict[str, float]] = {}
         for agent_name, counters in self.counters.items():
             totals = memo_totals(counters)
