@@ -86,12 +86,36 @@ local function lk_waiter_value(w)
   return w.mode .. '|' .. w.agent .. '|' .. w.lease .. '|' .. w.alive .. '|' .. w.wake
 end
 
+-- A holder's stored entry, as lk_load (and lock_refusal in _lib.lua) parse it.
+local function lk_holder_value(h)
+  return h.mode .. '|' .. h.agent .. '|' .. h.expires .. '|' .. h.token
+end
+
+-- A lease argument in ms, or nil if it is not a positive integer.
+local function lk_lease_ms(arg)
+  local lease = tonumber(arg)
+  if not lease or lease < 1 or lease ~= math.floor(lease) then return nil end
+  return lease
+end
+
 -- Drop expired holders, announcing lock_expired.
 local function lk_purge(st)
   for _, h in ipairs(st.expired) do
     redis.call('HDEL', KEYS[1], h.id)
     if h.mode then lk_event('lock_expired', h.agent, h.mode, h.token, st.now) end
   end
+end
+
+-- Give back the live lease of holder `id`, announcing lock_released; returns its entry, or
+-- nil if it held nothing (any more).
+local function lk_release(st, id)
+  local held = st.holders[id]
+  if held then
+    redis.call('HDEL', KEYS[1], id)
+    st.holders[id] = nil
+    lk_event('lock_released', held.agent, held.mode, held.token, st.now)
+  end
+  return held
 end
 
 local function lk_fits(st, mode)
@@ -159,10 +183,10 @@ local function lk_grant(st, self_id, new)
       end
       local token = ''
       if w.mode ~= 'read' then token = tostring(redis.call('INCR', KEYS[4])) end
-      local expires = st.now + w.lease
-      redis.call('HSET', KEYS[1], w.id, w.mode .. '|' .. w.agent .. '|' .. expires .. '|' .. token)
-      st.holders[w.id] = {id = w.id, mode = w.mode, agent = w.agent, expires = expires,
-                          token = token}
+      local h = {id = w.id, mode = w.mode, agent = w.agent, expires = st.now + w.lease,
+                 token = token}
+      redis.call('HSET', KEYS[1], w.id, lk_holder_value(h))
+      st.holders[w.id] = h
       st.extended = true
       if w.stored then
         redis.call('LPOP', KEYS[2])

@@ -37,9 +37,9 @@
 --                                    queued
 
 local id, agent, mode = ARGV[5], ARGV[6], ARGV[7]
-local lease = tonumber(ARGV[8])
+local lease = lk_lease_ms(ARGV[8])
 if not LK_COMPAT[mode] then return redis.error_reply('unknown lock mode ' .. tostring(mode)) end
-if not lease or lease < 1 or lease ~= math.floor(lease) then
+if not lease then
   return redis.error_reply('lease must be a positive integer of ms, got ' .. tostring(ARGV[8]))
 end
 

@@ -20,14 +20,9 @@
 
 local id = ARGV[5]
 local st = lk_load()
-local held = st.holders[id]
 lk_purge(st)
 if redis.call('HDEL', KEYS[3], id) == 1 then redis.call('LREM', KEYS[2], 1, id) end
-if held then
-  redis.call('HDEL', KEYS[1], id)
-  st.holders[id] = nil
-  lk_event('lock_released', held.agent, held.mode, held.token, st.now)
-end
+local held = lk_release(st, id)
 lk_grant(st, nil, nil)
 lk_finish(st)
 return {0, held and 1 or 0}

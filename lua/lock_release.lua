@@ -22,13 +22,8 @@
 --   {13}   the lease was no longer held (it expired, and may have been granted to another)
 
 local st = lk_load()
-local held = st.holders[ARGV[5]]
 lk_purge(st)
-if held then
-  redis.call('HDEL', KEYS[1], held.id)
-  st.holders[held.id] = nil
-  lk_event('lock_released', held.agent, held.mode, held.token, st.now)
-end
+local held = lk_release(st, ARGV[5])
 lk_grant(st, nil, nil)
 lk_finish(st)
 if held then return {0} end

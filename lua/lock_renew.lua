@@ -21,8 +21,8 @@
 --   {0, lease_ms}   renewed: the lease now ends lease_ms after this call ran
 --   {13}            the lease had ended (expired, or released): not renewed
 
-local lease = tonumber(ARGV[6])
-if not lease or lease < 1 or lease ~= math.floor(lease) then
+local lease = lk_lease_ms(ARGV[6])
+if not lease then
   return redis.error_reply('lease must be a positive integer of ms, got ' .. tostring(ARGV[6]))
 end
 local st = lk_load()
@@ -31,8 +31,7 @@ lk_purge(st)
 if held then
   held.expires = st.now + lease
   st.extended = true
-  redis.call('HSET', KEYS[1], held.id,
-             held.mode .. '|' .. held.agent .. '|' .. held.expires .. '|' .. held.token)
+  redis.call('HSET', KEYS[1], held.id, lk_holder_value(held))
 end
 if #st.expired > 0 then lk_grant(st, nil, nil) end
 lk_finish(st)
