@@ -26,11 +26,7 @@ local now = now_ms()
 local expired = redis.call('ZRANGEBYSCORE', presence, '-inf', now, 'LIMIT', 0,
                            tonumber(ARGV[7]))
 for _, name in ipairs(expired) do
-  local info = redis.call('HGET', agents, name) or 'null'
-  redis.call('ZREM', presence, name)
-  redis.call('HDEL', agents, name)
-  emit(log, ARGV[4], ARGV[6], event_body('agent_left', ARGV[5], nil, name, 0, now,
-       ',"reason":"expired","info":' .. info))
+  ag_leave(name, '"expired"', now, ARGV[4], ARGV[5], ARGV[6])
 end
 local joined = 0
 if not redis.call('ZSCORE', presence, me) then

@@ -15,9 +15,5 @@
 --
 -- Returns 1 if the agent was present and has left, 0 if it was not present.
 
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
-local info = redis.call('HGET', KEYS[2], ARGV[1]) or 'null'
-redis.call('HDEL', KEYS[2], ARGV[1])
-emit(KEYS[3], ARGV[3], ARGV[5], event_body('agent_left', ARGV[4], nil, ARGV[1], 0, now_ms(),
-     ',"reason":' .. ARGV[2] .. ',"info":' .. info))
-return 1
+if ag_leave(ARGV[1], ARGV[2], now_ms(), ARGV[3], ARGV[4], ARGV[5]) then return 1 end
+return 0
