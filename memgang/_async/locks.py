@@ -31,7 +31,15 @@ import redis.exceptions
 
 from .. import scripts
 from .._backends import AsyncBackend, AsyncEvent, AsyncHandle, AsyncPubSubConn
-from ..errors import ConnectionLost, Error, LockError, LockLost, LockTimeout, lost_redis
+from ..errors import (
+    ConnectionLost,
+    Error,
+    LockError,
+    LockLost,
+    LockTimeout,
+    ScriptError,
+    lost_redis,
+)
 from ..keys import Key
 from ..locks import (
     DEFAULT_LEASE_MS,
@@ -621,18 +629,24 @@ async def lock_states(swarm: Swarm) -> list[LockState]:
     gang = swarm.gang
     with lost_redis(f"listing the locks of {swarm.name} failed"):
         raw = await gang.client.smembers(swarm.keys.lock_index)
-    out = []
+    names = []
     for name in sorted(scripts.text(n) for n in raw):
         try:
-            key = target(swarm.name, "_", name)[0]
+            names.append(target(swarm.name, "_", name)[0])
         except Error:
             log.warning("ignoring a malformed lock name %r in %s", name, swarm.keys.lock_index)
-            continue
-        keys, args = inspect_keys(swarm.keys, key)
-        state = parse_inspect(key.full, await gang.call("lock_inspect", keys, args))
-        if state.holders or state.queue:
-            out.append(state)
-    return out
+    inspect = gang.scripts["lock_inspect"]
+    with lost_redis(f"inspecting the locks of {swarm.name} failed"):
+        async with gang.client.pipeline(transaction=False) as pipe:  # one round trip for all
+            for key in names:
+                keys, args = inspect_keys(swarm.keys, key)
+                await inspect(keys=keys, args=args, client=pipe)
+            try:
+                replies = await pipe.execute(raise_on_error=True)
+            except redis.exceptions.ResponseError as exc:  # as Gang.call maps a script's error
+                raise ScriptError("lock_inspect", str(exc)) from exc
+    states = [parse_inspect(key.full, reply) for key, reply in zip(names, replies, strict=True)]
+    return [state for state in states if state.holders or state.queue]
 
 
 __all__ = ["AsyncLease", "AsyncLockRuntime", "OnLost", "lock_states", "runtime_for"]
