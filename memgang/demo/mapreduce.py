@@ -45,7 +45,7 @@ from memgang.demo.report import chunk_text, overlapping_inputs
 from memgang.demo.summarizers import Summarizer, make_summarizer
 from memgang.events import Event
 from memgang.keys import parse_full
-from memgang.server import EmbeddedServer, die_with_parent
+from memgang.server import die_with_parent
 
 log = logging.getLogger("memgang.demo")
 
@@ -598,11 +598,9 @@ def run_demo(settings: Settings, *, modes: Sequence[bool] = (True, False),
     if settings.summarizer != "local":
         _summarizer(settings)  # fail now, with the summarizer's own message, if unusable
     plan = Plan.of(settings)
-    server = None
-    if url is None:
-        server = EmbeddedServer().start()
-        url = server.url
-    gang = memgang.connect(url)
+    embedded = url is None
+    gang = memgang.connect(url)  # no URL: an embedded server, stopped by gang.close()
+    url = gang.url  # what the mapper processes connect to
     tag = secrets.token_hex(3)
     names = {share: f"demo-{tag}-{'shared' if share else 'solo'}" for share in modes}
     groups: dict[bool, _MapperGroup] = {}
@@ -624,9 +622,7 @@ def run_demo(settings: Settings, *, modes: Sequence[bool] = (True, False),
         for group in groups.values():
             group.stop()
         gang.close()
-        if server is not None:
-            server.stop()
-    return _report(settings, plan, server is not None, results)
+    return _report(settings, plan, embedded, results)
 
 
 def _report(settings: Settings, plan: Plan, embedded: bool, results: list[ModeResult]
