@@ -56,7 +56,6 @@ class _State:
     heartbeat: AsyncHandle | None = None
     subscription: Any = None
     errors: int = 0
-    started_ms: int = 0
 
 
 class AgentMixin:
@@ -169,13 +168,14 @@ class AgentMixin:
             state.stopped.set()
         if state.handlers:
             state.subscription = await _subscribe(state)
+        info = core.describe(state.role, round(time.time() * 1000), state.extra)
         try:
-            await presence.beat(state.memory, _describe(state), state.ttl_ms)
+            await presence.beat(state.memory, info, state.ttl_ms)
         except BaseException:
             await _unsubscribe(state)
             raise
         state.started = True
-        state.heartbeat = AsyncBackend.spawn(lambda: _heartbeat(state),
+        state.heartbeat = AsyncBackend.spawn(lambda: _heartbeat(state, info),
                                              f"memgang-heartbeat-{state.memory.name}")
 
     def stop(self) -> None:
@@ -221,14 +221,8 @@ class AgentMixin:
             await state.memory.flush_stats()
 
 
-def _describe(state: _State) -> bytes:
-    if not state.started_ms:
-        state.started_ms = round(time.time() * 1000)
-    return core.describe(state.role, state.started_ms, state.extra)
-
-
-async def _heartbeat(state: _State) -> None:
-    info = _describe(state)
+async def _heartbeat(state: _State, info: bytes) -> None:
+    """Beat every heartbeat_s with the description ``start()`` announced."""
     while not await AsyncBackend.wait_event(state.stopped, state.heartbeat_s):
         try:
             if await presence.beat(state.memory, info, state.ttl_ms):

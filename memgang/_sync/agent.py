@@ -57,7 +57,6 @@ class _State:
     heartbeat: SyncHandle | None = None
     subscription: Any = None
     errors: int = 0
-    started_ms: int = 0
 
 
 class AgentMixin:
@@ -170,13 +169,14 @@ class AgentMixin:
             state.stopped.set()
         if state.handlers:
             state.subscription = _subscribe(state)
+        info = core.describe(state.role, round(time.time() * 1000), state.extra)
         try:
-            presence.beat(state.memory, _describe(state), state.ttl_ms)
+            presence.beat(state.memory, info, state.ttl_ms)
         except BaseException:
             _unsubscribe(state)
             raise
         state.started = True
-        state.heartbeat = SyncBackend.spawn(lambda: _heartbeat(state),
+        state.heartbeat = SyncBackend.spawn(lambda: _heartbeat(state, info),
                                              f"memgang-heartbeat-{state.memory.name}")
 
     def stop(self) -> None:
@@ -222,14 +222,8 @@ class AgentMixin:
             state.memory.flush_stats()
 
 
-def _describe(state: _State) -> bytes:
-    if not state.started_ms:
-        state.started_ms = round(time.time() * 1000)
-    return core.describe(state.role, state.started_ms, state.extra)
-
-
-def _heartbeat(state: _State) -> None:
-    info = _describe(state)
+def _heartbeat(state: _State, info: bytes) -> None:
+    """Beat every heartbeat_s with the description ``start()`` announced."""
     while not SyncBackend.wait_event(state.stopped, state.heartbeat_s):
         try:
             if presence.beat(state.memory, info, state.ttl_ms):
