@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import signal
 import sys
 import time
 from collections import Counter, deque
@@ -26,6 +25,7 @@ from typing import Any, TextIO
 import click
 
 from . import errors
+from ._backends import SyncBackend
 from ._sync.events import SyncEventStream
 from ._sync.gang import Gang
 from .cli import EXIT_USAGE, fail, gang_for, main, url_option
@@ -263,10 +263,10 @@ def watch(url: str | None, swarms: tuple[str, ...], all_swarms: bool, types: tup
     out = sys.stdout
     tty = out.isatty()
 
-    def _terminate(*_: object) -> None:
+    def _terminate() -> None:
         raise _Stop
 
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    undo_signals = SyncBackend.on_stop_signals(_terminate)  # SIGINT and SIGTERM
     try:
         with gang_for(url) as gang:
             try:
@@ -291,4 +291,4 @@ def watch(url: str | None, swarms: tuple[str, ...], all_swarms: bool, types: tup
     except BrokenPipeError:  # `memgang watch --json | head`
         sys.stderr.close()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        undo_signals()
