@@ -8,6 +8,22 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- the same as a decimal string, built from TIME's two strings without number conversions
+-- (a Lua number handed to redis.call or concatenated is printed with "%.17g", which costs
+-- more than the command it is for); tonumber() of it is the number
+local function now_ms_str()
+  local t = redis.call('TIME')
+  local us = t[2]
+  if #us < 6 then us = string.rep('0', 6 - #us) .. us end
+  return t[1] .. string.sub(us, 1, 3)
+end
+
+-- decimal text of an integer that may already be text
+local function dec(x)
+  if type(x) == 'string' then return x end
+  return string.format('%d', x)
+end
+
 -- {5, list} if `agent` is not in the JSON list `acl` ("" or "[]" = everyone), else nil
 local function acl_refusal(acl, agent)
   if not acl or acl == '' or acl == '[]' then return nil end
@@ -30,12 +46,14 @@ local function fence_refusal(fence_key, fence)
 end
 
 -- {3, holder, mode} if a live lease in `modes` (a set: mode -> true) is held on the key by
--- someone other than `agent` carrying `fence`; else nil. Holder fields of the lock hash are
+-- someone other than `agent` carrying `fence`; else nil. `now`: ms, a number or its text. Holder fields of the lock hash are
 -- "<mode>|<agent>|<expires_ms>|<token>"; leases past their expiry do not count.
 -- `fence` nil (reads): only the holder agent matters. A string (writes, deletes; "" = no
 -- token): the holder agent must also carry its lease's token.
 local function lock_refusal(lock_key, agent, fence, now, modes)
   local held = redis.call('HGETALL', lock_key)
+  if #held == 0 then return nil end
+  now = tonumber(now)
   for i = 2, #held, 2 do
     local mode, holder, expires, token = string.match(held[i], '^(%a+)|([^|]*)|(%d+)|(%d*)$')
     if mode ~= nil and modes[mode] and tonumber(expires) > now then
@@ -55,13 +73,13 @@ local function jstr(s)
   return '"' .. string.gsub(s, '"', '\\"') .. '"'
 end
 
--- JSON of an event, without its id (the log entry id is known only after XADD).
+-- JSON of an event without its opening brace and its id (the log entry id is known only
+-- after XADD; emit() puts both in front). `version` and `now` are integers or their decimal text;
 -- `extra` is pre-encoded JSON members ("" or ',"name":value...').
 local function event_body(kind, swarm, key, agent, version, now, extra)
-  return table.concat({
-    '{"type":"', kind, '","swarm":', jstr(swarm), ',"key":', jstr(key),
-    ',"agent":', jstr(agent), ',"version":', string.format('%d', version),
-    ',"ts":', string.format('%d', now), extra, '}'})
+  return '"type":"' .. kind .. '","swarm":' .. jstr(swarm) .. ',"key":' .. jstr(key)
+    .. ',"agent":' .. jstr(agent) .. ',"version":' .. dec(version) .. ',"ts":' .. dec(now)
+    .. extra .. '}'
 end
 
 -- XADD the event to the swarm's bounded log, then PUBLISH it with its log id; returns the id.
@@ -71,8 +89,8 @@ end
 -- lost live message by a jump in n (memgang/events.py).
 local function emit(log_key, maxlen, channel, body)
   local ns = string.format('%d', redis.call('INCR', KEYS[#KEYS]))
-  local id = redis.call('XADD', log_key, 'MAXLEN', '~', maxlen, '*', 'e', body, 'n', ns)
-  redis.call('PUBLISH', channel, '{"id":"' .. id .. '","n":' .. ns .. ',' .. string.sub(body, 2))
+  local id = redis.call('XADD', log_key, 'MAXLEN', '~', maxlen, '*', 'e', '{' .. body, 'n', ns)
+  redis.call('PUBLISH', channel, '{"id":"' .. id .. '","n":' .. ns .. ',' .. body)
   return id
 end
 

@@ -23,7 +23,7 @@
 -- object to another writer, group or context is a ZREM + ZADD inside these three fixed keys:
 -- the script never needs a key named after the previous scope.
 --
--- Shared ARGV:
+-- Shared ARGV (one value for the whole batch):
 -- ARGV[1]  writer agent name
 -- ARGV[2]  policy: "lww" | "merge" | "manual"
 -- ARGV[3]  ttl in ms: "" = no expiry (PERSIST)
@@ -37,12 +37,14 @@
 -- ARGV[11] swarm name (for the event)
 -- ARGV[12] event channel
 -- ARGV[13] conflict ids to clear, comma separated ("" = none): resolve() of manual conflicts
--- Then, for the i-th object, four ARGV from a = 14 + 4 * (i - 1):
+-- ARGV[14] expected version: "" = any; "0" = must not exist; N = compare-and-set
+--          (for "manual": the version the writer based its change on)
+-- ARGV[15] derived_from (JSON array of [key, version]): "" = none
+-- ARGV[16] fencing token: "" = none
+-- Then, for the i-th object, two ARGV from a = 17 + 2 * (i - 1):
 -- ARGV[a]    value: msgpack bytes (for "merge": a msgpack map of the fields to set)
--- ARGV[a+1]  expected version: "" = any; "0" = must not exist; N = compare-and-set
---            (for "manual": the version the writer based its change on)
--- ARGV[a+2]  derived_from (JSON array of [key, version]): "" = none
--- ARGV[a+3]  fencing token: "" = none
+-- ARGV[a+1]  SHA-1 (hex) of the value, computed by the client ("" for "merge", whose stored
+--            value is made here); observe.lua compares it to spot changes made by others
 --
 -- Returns an array with one reply per object, in order, each one of
 --   {0, version, event_id, updated_ms}        written
@@ -54,125 +56,135 @@
 --   {5, writable_by_json}                     writer not in writable_by
 --   {7, reason}                               merge of / into something that is not a map,
 --                                             or merged value over the size bound
+--
+-- This script runs on every write: it is written for the cost per call (Lua creates every
+-- local function anew on each call, and prints every number handed to redis.call), so the
+-- merge helpers exist only for merge calls and times and versions travel as text.
 
 local writer = ARGV[1]
 local policy = ARGV[2]
+local ttl = ARGV[3]
 local new_group = ARGV[4]
 local new_ctx = ARGV[5]
+local expected = ARGV[14]
+local derived = ARGV[15]
+local fence = ARGV[16]
 local n_objects = (#KEYS - 8) / 4
 
 -- malformed calls are bugs of the caller: refuse them whole, before any write
 if policy ~= 'lww' and policy ~= 'merge' and policy ~= 'manual' then
   return redis.error_reply('unknown policy ' .. tostring(policy))
 end
-if n_objects < 1 or n_objects % 1 ~= 0 or #ARGV ~= 13 + 4 * n_objects then
+if n_objects < 1 or n_objects % 1 ~= 0 or #ARGV ~= 16 + 2 * n_objects then
   return redis.error_reply('write: KEYS/ARGV do not describe whole objects')
 end
-for i = 1, n_objects do
-  local e = ARGV[15 + 4 * (i - 1)]
-  if e ~= '' and tonumber(e) == nil then return redis.error_reply('bad expected version') end
-end
+local exp = tonumber(expected)
+if expected ~= '' and exp == nil then return redis.error_reply('bad expected version') end
 
-local now = now_ms()
+local now = now_ms_str()
+local lock_modes = {write = true, exclusive = true}
 
--- ---- msgpack: split a top-level map into raw (key, value) byte ranges -------------------
--- Values are never decoded, so floats, big integers, binary and extension types survive a
--- merge byte for byte (cmsgpack would turn 1.0 into 1 and round integers above 2^53).
-local function u8(s, i) return string.byte(s, i) end
-local function u16(s, i) local a, b = string.byte(s, i, i + 1); return a * 256 + b end
-local function u32(s, i)
-  local a, b, c, d = string.byte(s, i, i + 3)
-  return ((a * 256 + b) * 256 + c) * 256 + d
-end
-
--- returns the position just after the object starting at i
-local function skip(s, i)
-  local pending = 1
-  while pending > 0 do
-    local b = u8(s, i)
-    if b == nil then error('truncated msgpack') end
-    pending = pending - 1
-    if b <= 0x7f or b >= 0xe0 or b == 0xc0 or b == 0xc2 or b == 0xc3 then i = i + 1
-    elseif b >= 0x80 and b <= 0x8f then pending = pending + 2 * (b - 0x80); i = i + 1
-    elseif b >= 0x90 and b <= 0x9f then pending = pending + (b - 0x90); i = i + 1
-    elseif b >= 0xa0 and b <= 0xbf then i = i + 1 + (b - 0xa0)
-    elseif b == 0xc4 or b == 0xd9 then i = i + 2 + u8(s, i + 1)
-    elseif b == 0xc5 or b == 0xda then i = i + 3 + u16(s, i + 1)
-    elseif b == 0xc6 or b == 0xdb then i = i + 5 + u32(s, i + 1)
-    elseif b == 0xc7 then i = i + 3 + u8(s, i + 1)
-    elseif b == 0xc8 then i = i + 4 + u16(s, i + 1)
-    elseif b == 0xc9 then i = i + 6 + u32(s, i + 1)
-    elseif b == 0xca then i = i + 5
-    elseif b == 0xcb then i = i + 9
-    elseif b == 0xcc or b == 0xd0 then i = i + 2
-    elseif b == 0xcd or b == 0xd1 then i = i + 3
-    elseif b == 0xce or b == 0xd2 then i = i + 5
-    elseif b == 0xcf or b == 0xd3 then i = i + 9
-    elseif b == 0xd4 then i = i + 3
-    elseif b == 0xd5 then i = i + 4
-    elseif b == 0xd6 then i = i + 6
-    elseif b == 0xd7 then i = i + 10
-    elseif b == 0xd8 then i = i + 18
-    elseif b == 0xdc then pending = pending + u16(s, i + 1); i = i + 3
-    elseif b == 0xdd then pending = pending + u32(s, i + 1); i = i + 5
-    elseif b == 0xde then pending = pending + 2 * u16(s, i + 1); i = i + 3
-    elseif b == 0xdf then pending = pending + 2 * u32(s, i + 1); i = i + 5
-    else error('bad msgpack byte') end
+local merge
+if policy == 'merge' then
+  -- ---- msgpack: split a top-level map into raw (key, value) byte ranges -------------------
+  -- Values are never decoded, so floats, big integers, binary and extension types survive a
+  -- merge byte for byte (cmsgpack would turn 1.0 into 1 and round integers above 2^53).
+  local function u8(s, i) return string.byte(s, i) end
+  local function u16(s, i) local a, b = string.byte(s, i, i + 1); return a * 256 + b end
+  local function u32(s, i)
+    local a, b, c, d = string.byte(s, i, i + 3)
+    return ((a * 256 + b) * 256 + c) * 256 + d
   end
-  return i
-end
 
--- returns an array of {key_bytes, value_bytes}, or nil if s is not exactly one map
-local function map_entries(s)
-  local b = u8(s, 1)
-  local n, i
-  if b == nil then return nil end
-  if b >= 0x80 and b <= 0x8f then n = b - 0x80; i = 2
-  elseif b == 0xde then n = u16(s, 2); i = 4
-  elseif b == 0xdf then n = u32(s, 2); i = 6
-  else return nil end
-  local out = {}
-  for k = 1, n do
-    local kend = skip(s, i)
-    local vend = skip(s, kend)
-    out[k] = {string.sub(s, i, kend - 1), string.sub(s, kend, vend - 1)}
-    i = vend
+  -- returns the position just after the object starting at i
+  local function skip(s, i)
+    local pending = 1
+    while pending > 0 do
+      local b = u8(s, i)
+      if b == nil then error('truncated msgpack') end
+      pending = pending - 1
+      if b <= 0x7f or b >= 0xe0 or b == 0xc0 or b == 0xc2 or b == 0xc3 then i = i + 1
+      elseif b >= 0x80 and b <= 0x8f then pending = pending + 2 * (b - 0x80); i = i + 1
+      elseif b >= 0x90 and b <= 0x9f then pending = pending + (b - 0x90); i = i + 1
+      elseif b >= 0xa0 and b <= 0xbf then i = i + 1 + (b - 0xa0)
+      elseif b == 0xc4 or b == 0xd9 then i = i + 2 + u8(s, i + 1)
+      elseif b == 0xc5 or b == 0xda then i = i + 3 + u16(s, i + 1)
+      elseif b == 0xc6 or b == 0xdb then i = i + 5 + u32(s, i + 1)
+      elseif b == 0xc7 then i = i + 3 + u8(s, i + 1)
+      elseif b == 0xc8 then i = i + 4 + u16(s, i + 1)
+      elseif b == 0xc9 then i = i + 6 + u32(s, i + 1)
+      elseif b == 0xca then i = i + 5
+      elseif b == 0xcb then i = i + 9
+      elseif b == 0xcc or b == 0xd0 then i = i + 2
+      elseif b == 0xcd or b == 0xd1 then i = i + 3
+      elseif b == 0xce or b == 0xd2 then i = i + 5
+      elseif b == 0xcf or b == 0xd3 then i = i + 9
+      elseif b == 0xd4 then i = i + 3
+      elseif b == 0xd5 then i = i + 4
+      elseif b == 0xd6 then i = i + 6
+      elseif b == 0xd7 then i = i + 10
+      elseif b == 0xd8 then i = i + 18
+      elseif b == 0xdc then pending = pending + u16(s, i + 1); i = i + 3
+      elseif b == 0xdd then pending = pending + u32(s, i + 1); i = i + 5
+      elseif b == 0xde then pending = pending + 2 * u16(s, i + 1); i = i + 3
+      elseif b == 0xdf then pending = pending + 2 * u32(s, i + 1); i = i + 5
+      else error('bad msgpack byte') end
+    end
+    return i
   end
-  if i ~= #s + 1 then return nil end
-  return out
-end
 
-local function map_header(n)
-  if n < 16 then return string.char(0x80 + n) end
-  if n < 65536 then return string.char(0xde, math.floor(n / 256), n % 256) end
-  return string.char(0xdf, math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
-                     math.floor(n / 256) % 256, n % 256)
-end
+  -- returns an array of {key_bytes, value_bytes}, or nil if s is not exactly one map
+  local function map_entries(s)
+    local b = u8(s, 1)
+    local n, i
+    if b == nil then return nil end
+    if b >= 0x80 and b <= 0x8f then n = b - 0x80; i = 2
+    elseif b == 0xde then n = u16(s, 2); i = 4
+    elseif b == 0xdf then n = u32(s, 2); i = 6
+    else return nil end
+    local out = {}
+    for k = 1, n do
+      local kend = skip(s, i)
+      local vend = skip(s, kend)
+      out[k] = {string.sub(s, i, kend - 1), string.sub(s, kend, vend - 1)}
+      i = vend
+    end
+    if i ~= #s + 1 then return nil end
+    return out
+  end
 
--- merge `patch` (msgpack map) into `stored` (msgpack map, or nil for a new object): returns
--- the merged bytes, or nil and the reason
-local function merge(patch_bytes, stored)
-  -- truncated or invalid msgpack raises inside skip(): caught, so one bad object is refused
-  -- on its own instead of failing the rest of a batch
-  local ok, patch = pcall(map_entries, patch_bytes)
-  if not ok or patch == nil then return nil, 'merge patch is not a mapping' end
-  if stored == nil then return patch_bytes end
-  local base
-  ok, base = pcall(map_entries, stored)
-  if not ok or base == nil then return nil, 'stored value is not a mapping' end
-  local pos = {}
-  for k, kv in ipairs(base) do pos[kv[1]] = k end
-  for _, kv in ipairs(patch) do
-    local k = pos[kv[1]]
-    if k then base[k][2] = kv[2] else base[#base + 1] = kv; pos[kv[1]] = #base end
+  local function map_header(n)
+    if n < 16 then return string.char(0x80 + n) end
+    if n < 65536 then return string.char(0xde, math.floor(n / 256), n % 256) end
+    return string.char(0xdf, math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256,
+                       math.floor(n / 256) % 256, n % 256)
   end
-  local parts = {map_header(#base)}
-  for _, kv in ipairs(base) do parts[#parts + 1] = kv[1]; parts[#parts + 1] = kv[2] end
-  local merged = table.concat(parts)
-  if #merged > tonumber(ARGV[10]) then
-    return nil, 'merged value is ' .. #merged .. ' bytes; the limit is ' .. ARGV[10]
+
+  -- merge `patch` (msgpack map) into `stored` (msgpack map, or nil for a new object): returns
+  -- the merged bytes, or nil and the reason
+  merge = function(patch_bytes, stored)
+    -- truncated or invalid msgpack raises inside skip(): caught, so one bad object is refused
+    -- on its own instead of failing the rest of a batch
+    local ok, patch = pcall(map_entries, patch_bytes)
+    if not ok or patch == nil then return nil, 'merge patch is not a mapping' end
+    if stored == nil then return patch_bytes end
+    local base
+    ok, base = pcall(map_entries, stored)
+    if not ok or base == nil then return nil, 'stored value is not a mapping' end
+    local pos = {}
+    for k, kv in ipairs(base) do pos[kv[1]] = k end
+    for _, kv in ipairs(patch) do
+      local k = pos[kv[1]]
+      if k then base[k][2] = kv[2] else base[#base + 1] = kv; pos[kv[1]] = #base end
+    end
+    local parts = {map_header(#base)}
+    for _, kv in ipairs(base) do parts[#parts + 1] = kv[1]; parts[#parts + 1] = kv[2] end
+    local merged = table.concat(parts)
+    if #merged > tonumber(ARGV[10]) then
+      return nil, 'merged value is ' .. #merged .. ' bytes; the limit is ' .. ARGV[10]
+    end
+    return merged
   end
-  return merged
 end
 
 -- move `obj` in a "<value>\0<key>" index from the old value to the new one
@@ -182,79 +194,77 @@ local function reindex(idx, obj, old, new)
   redis.call('ZADD', idx, 0, new .. '\0' .. obj)
 end
 
+-- the event of a write of `obj` (event_body's `extra` members: size, scope, derived_from)
+local function write_event(kind, obj, version, size, group, ctx)
+  local extra = ',"size":' .. dec(size) .. ',"scope":{"group":' .. json_or_null(group)
+    .. ',"context":' .. json_or_null(ctx) .. '}'
+  if derived ~= '' then extra = extra .. ',"derived_from":' .. derived end
+  return emit(KEYS[2], ARGV[9], ARGV[12],
+              event_body(kind, ARGV[11], obj, writer, version, now, extra))
+end
+
 -- one object: KEYS from k, ARGV from a; returns its reply
 local function write_one(k, a)
   local obj = KEYS[k]
   local value = ARGV[a]
-  local expected = ARGV[a + 1]
-  local derived = ARGV[a + 2]
-  local fence = ARGV[a + 3]
+  local digest = ARGV[a + 1]
 
   local cur = redis.call('HMGET', obj, 'ver', 'agent', 'group', 'ctx', 'wb', 'df', 'exp')
   local cur_ver = tonumber(cur[1]) or 0
-  local cur_writer = cur[2] or ''
-  local cur_group = cur[3] or ''
-  local cur_ctx = cur[4] or ''
 
   -- checks, in order; nothing is written before all of them pass
   local refusal = acl_refusal(cur[5], writer) or fence_refusal(KEYS[k + 2], fence)
-    or lock_refusal(KEYS[k + 1], writer, fence, now, {write = true, exclusive = true})
+    or lock_refusal(KEYS[k + 1], writer, fence, now, lock_modes)
   if refusal then return refusal end
 
   -- compare-and-set (and the base version of a manual write)
-  local exp = tonumber(expected)
   if policy ~= 'manual' and exp ~= nil and exp ~= cur_ver then return {1, cur_ver} end
 
   -- merge: field-level, on the raw msgpack of each field
-  if policy == 'merge' then
+  if merge then
     local merged, why = merge(value, cur_ver > 0 and redis.call('HGET', obj, 'v') or nil)
     if merged == nil then return {7, why} end
     value = merged
+    digest = redis.sha1hex(value)
   end
 
-  local function emit_event(kind, version)
-    local group = new_group ~= '' and new_group or cur_group
-    local ctx = new_ctx ~= '' and new_ctx or cur_ctx
-    local extra = ',"size":' .. #value .. ',"scope":{"group":' .. json_or_null(group)
-      .. ',"context":' .. json_or_null(ctx) .. '}'
-    if derived ~= '' then extra = extra .. ',"derived_from":' .. derived end
-    return emit(KEYS[2], ARGV[9], ARGV[12],
-                event_body(kind, ARGV[11], obj, writer, version, now, extra))
-  end
+  local cur_group = cur[3] or ''
+  local cur_ctx = cur[4] or ''
+  local group = new_group ~= '' and new_group or cur_group
+  local ctx = new_ctx ~= '' and new_ctx or cur_ctx
 
   -- manual: a write based on an old version loses, and is kept for resolve()
   if policy == 'manual' and exp ~= nil and exp ~= cur_ver then
     local cid = redis.call('INCR', KEYS[1])
-    local meta = cjson.encode({agent = writer, base = exp, current = cur_ver, ts = now,
-                               ttl_ms = ARGV[3]})
+    local meta = cjson.encode({agent = writer, base = exp, current = cur_ver,
+                               ts = tonumber(now), ttl_ms = ttl})
     redis.call('HSET', KEYS[k + 3], cid .. ':v', value, cid .. ':m', meta)
     redis.call('ZADD', KEYS[7], now, obj)
-    local id = emit_event('conflict_detected', cur_ver)
+    local id = write_event('conflict_detected', obj, cur_ver, #value, group, ctx)
     return {2, cur_ver, tostring(cid), id}
   end
 
   -- commit
-  local version = redis.call('INCR', KEYS[1])
-  local fields = {'v', value, 'ver', version, 'agent', writer, 'mtime', now,
-                  'hash', redis.sha1hex(value)}
-  if cur_ver == 0 then fields[#fields + 1] = 'ctime'; fields[#fields + 1] = now end
+  local version = string.format('%d', redis.call('INCR', KEYS[1]))
+  local fields = {'v', value, 'ver', version, 'agent', writer, 'mtime', now, 'hash', digest}
+  if cur_ver == 0 then fields[11] = 'ctime'; fields[12] = now end
   if new_group ~= '' then fields[#fields + 1] = 'group'; fields[#fields + 1] = new_group end
   if new_ctx ~= '' then fields[#fields + 1] = 'ctx'; fields[#fields + 1] = new_ctx end
   if ARGV[6] ~= '' then fields[#fields + 1] = 'tags'; fields[#fields + 1] = ARGV[6] end
   if ARGV[7] ~= '' then fields[#fields + 1] = 'rb'; fields[#fields + 1] = ARGV[7] end
   if ARGV[8] ~= '' then fields[#fields + 1] = 'wb'; fields[#fields + 1] = ARGV[8] end
   if derived ~= '' then fields[#fields + 1] = 'df'; fields[#fields + 1] = derived end
-  if ARGV[3] ~= '' then fields[#fields + 1] = 'exp'; fields[#fields + 1] = '1' end
+  if ttl ~= '' then fields[#fields + 1] = 'exp'; fields[#fields + 1] = '1' end
   redis.call('HSET', obj, unpack(fields))
   -- fields of the previous version that this one does not have (checked, not blindly sent)
   if derived == '' and cur[6] then redis.call('HDEL', obj, 'df') end
-  if ARGV[3] ~= '' then redis.call('PEXPIRE', obj, ARGV[3])
+  if ttl ~= '' then redis.call('PEXPIRE', obj, ttl)
   elseif cur[7] then redis.call('HDEL', obj, 'exp'); redis.call('PERSIST', obj) end
 
-  -- indexes: all objects by creation time (NX: an update does not reorder the skiplist);
+  -- indexes: all objects by creation time (only when created: an update keeps its place);
   -- writer, group and context as "<value>\0<key>" members, moved only when the value changes
-  redis.call('ZADD', KEYS[3], 'NX', now, obj)
-  reindex(KEYS[4], obj, cur_ver > 0 and cur_writer or '', writer)
+  if cur_ver == 0 then redis.call('ZADD', KEYS[3], 'NX', now, obj) end
+  reindex(KEYS[4], obj, cur_ver > 0 and (cur[2] or '') or '', writer)
   reindex(KEYS[5], obj, cur_group, new_group)
   reindex(KEYS[6], obj, cur_ctx, new_ctx)
 
@@ -266,11 +276,11 @@ local function write_one(k, a)
     if redis.call('HLEN', KEYS[k + 3]) == 0 then redis.call('ZREM', KEYS[7], obj) end
   end
 
-  return {0, version, emit_event('memory_updated', version), now}
+  return {0, version, write_event('memory_updated', obj, version, #value, group, ctx), now}
 end
 
 local replies = {}
 for i = 1, n_objects do
-  replies[i] = write_one(8 + 4 * (i - 1), 14 + 4 * (i - 1))
+  replies[i] = write_one(8 + 4 * (i - 1), 17 + 2 * (i - 1))
 end
 return replies

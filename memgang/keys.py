@@ -12,7 +12,7 @@ collide.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from .errors import InvalidKey
@@ -56,15 +56,14 @@ class Key:
     swarm: str
     space: str
     id: str
+    #: ``{swarm}/space/id``, and ``space/id`` (the key without its swarm): built once, as
+    #: every write and read asks for them several times
+    full: str = field(init=False, repr=False, compare=False)
+    local: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def full(self) -> str:
-        return f"{{{self.swarm}}}/{self.space}/{self.id}"
-
-    @property
-    def local(self) -> str:
-        """The key without its swarm: ``space/id``."""
-        return f"{self.space}/{self.id}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "local", f"{self.space}/{self.id}")
+        object.__setattr__(self, "full", f"{{{self.swarm}}}/{self.local}")
 
     def __str__(self) -> str:
         return self.full

@@ -8,6 +8,7 @@ every operation exists once.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -208,10 +209,15 @@ def plan_write_many(
         _names(tags, "tag"), _names(readable_by, "readable_by"),
         _names(writable_by, "writable_by"),
         settings.log_maxlen, codec.max_bytes, ks.swarm, ks.channel, ",".join(resolve_ids),
+        expected, derived, token,
     ]
+    merge = on_conflict == "merge"
     for key, value in items:
         keys += (key.full, ks.lock(key), ks.fence(key), ks.conflicts(key))
-        args += (pack(value, key=key.full), expected, derived, token)
+        packed = pack(value, key=key.full)
+        # the value's SHA-1 is taken here, not in Lua: hashing is the client's work, and the
+        # server's time is shared by every agent (a merged value is hashed by write.lua)
+        args += (packed, "" if merge else hashlib.sha1(packed).hexdigest())
     keys.append(ks.log_n)
     return WritePlan([key for key, _ in items], keys, args, writer, expected_version, fence)
 
@@ -274,12 +280,11 @@ def _names_of(raw: Any) -> tuple[str, ...]:
 def interpret_read(reply: list[Any], key: str, reader: str,
                    requested_version: int | None = None) -> MemoryObject | None:
     """A MemoryObject, ``None`` when there is no such object, or the typed refusal."""
-    code = reply[0]
-    if code == scripts.NOT_FOUND:
-        return None
-    if code != scripts.OK:
+    if isinstance(reply[0], int):  # a refusal (an object's reply starts with its value)
+        if reply[0] == scripts.NOT_FOUND:
+            return None
         scripts.raise_refusal("read", reply, key=key, agent=reader)
-    (_, v, ver, agent, ctime, mtime, digest, group, ctx, tags, rb, wb, df, pttl) = reply
+    (v, ver, agent, ctime, mtime, digest, group, ctx, tags, rb, wb, df, pttl) = reply
     return MemoryObject(
         key=key,
         value=Codec.unpack(v),

@@ -8,6 +8,7 @@ not known here is a bug and raises :class:`memgang.ScriptError`, never a silent 
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 from typing import Any, NoReturn
@@ -43,18 +44,44 @@ def lua_dir() -> Path:
                             f"{here.parent / 'lua'}); reinstall memgang")
 
 
+_DEFINES = re.compile(r"^local function (\w+)", re.M)
+
+
+def _needed(helpers: str, body: str) -> str:
+    """The blocks of a helper file (separated by blank lines) that ``body`` needs: a block
+    that defines ``local function NAME`` is kept only if NAME is used by the body or by a
+    kept block, every other block (constants, comments) always. Lua creates each local
+    function anew on every call of a script, so an unused helper costs every call."""
+    blocks = helpers.split("\n\n")
+    names = [m.group(1) if (m := _DEFINES.search(block)) else None for block in blocks]
+    keep = [name is None for name in names]
+    used = body
+    changed = True
+    while changed:
+        changed = False
+        for i, name in enumerate(names):
+            if not keep[i] and re.search(rf"\b{name}\b", used):
+                keep[i] = changed = True
+                used += blocks[i]
+    return "\n\n".join(block for block, k in zip(blocks, keep, strict=True) if k)
+
+
 @cache
 def sources() -> dict[str, str]:
     """Script name -> full source: ``_lib.lua`` first, then for a script of a family
     (``<family>_*.lua``) that family's helpers ``_<family>.lua`` if there are any (e.g.
-    ``_lock.lua`` for ``lock_acquire.lua``), so no script pays for helpers it never calls."""
+    ``_lock.lua`` for ``lock_acquire.lua``); of both, only the helper functions the script
+    uses, so no script pays for helpers it never calls."""
     root = lua_dir()
     lib = (root / "_lib.lua").read_text()
     families = {p.stem[1:]: p.read_text() for p in root.glob("_*.lua") if p.stem != "_lib"}
     out = {}
     for path in sorted(root.glob("[!_]*.lua")):
+        own = path.read_text()
         helpers = families.get(path.stem.partition("_")[0], "") if "_" in path.stem else ""
-        out[path.stem] = "\n".join(part for part in (lib, helpers, path.read_text()) if part)
+        helpers = _needed(helpers, own)
+        lib_part = _needed(lib, helpers + own)
+        out[path.stem] = "\n".join(part for part in (lib_part, helpers, own) if part)
     return out
 
 
