@@ -46,8 +46,9 @@ local function fence_refusal(fence_key, fence)
 end
 
 -- {3, holder, mode} if a live lease in `modes` (a set: mode -> true) is held on the key by
--- someone other than `agent` carrying `fence`; else nil. `now`: ms, a number or its text. Holder fields of the lock hash are
--- "<mode>|<agent>|<expires_ms>|<token>"; leases past their expiry do not count.
+-- someone other than `agent` carrying `fence`; else nil. `now`: ms, a number or its text.
+-- Holder fields of the lock hash are "<mode>|<agent>|<expires_ms>|<token>"; leases past
+-- their expiry do not count.
 -- `fence` nil (reads): only the holder agent matters. A string (writes, deletes; "" = no
 -- token): the holder agent must also carry its lease's token.
 local function lock_refusal(lock_key, agent, fence, now, modes)

@@ -7,7 +7,8 @@
 --   KEYS[1]  holders  hash    holder id -> "<mode>|<agent>|<expires_ms>|<token>"
 --                             (the contract lock_refusal in _lib.lua reads; token "" for read)
 --   KEYS[2]  queue    list    waiter ids, oldest first (FIFO)
---   KEYS[3]  waiters  hash    waiter id -> "<mode>|<agent>|<lease_ms>|<alive_until_ms>|<wake>"
+--   KEYS[3]  waiters  hash    waiter id -> "<mode>|<agent>|<lease_ms>|<alive_until_ms>|<wake>",
+--                             or "cancelled|<until_ms>": a tombstone (see lock_cancel.lua)
 --   KEYS[4]  fence    string  newest fencing token of the name (INCR; never expires)
 --   KEYS[5]  index    set     lock names (full keys) that have holders or waiters
 --   KEYS[6]  log      stream  the swarm's event log
@@ -72,12 +73,15 @@ local function lk_load()
   return st
 end
 
--- A queued waiter's entry, or nil if missing or malformed.
+-- A queued waiter's entry, or nil if missing or malformed; and true if the entry is the
+-- tombstone of a request cancelled before it arrived (lock_cancel.lua).
 local function lk_waiter(id)
   local v = redis.call('HGET', KEYS[3], id)
   if not v then return nil end
   local mode, agent, lease, alive, wake = string.match(v, '^(%a+)|([^|]*)|(%d+)|(%d+)|(.*)$')
-  if not (mode and LK_COMPAT[mode]) then return nil end
+  if not (mode and LK_COMPAT[mode]) then
+    return nil, string.sub(v, 1, 10) == 'cancelled|'
+  end
   return {id = id, mode = mode, agent = agent, lease = tonumber(lease), alive = tonumber(alive),
           wake = wake, stored = true}
 end

@@ -35,6 +35,8 @@
 --   {12, held_mode, blocker_agent}   the caller holds the name in held_mode (ARGV[11]) and
 --                                    this request would wait on that hold: refused, nothing
 --                                    queued
+--   {14}                             the request was cancelled before it arrived (its
+--                                    lock_cancel overtook it): nothing queued
 
 local id, agent, mode = ARGV[5], ARGV[6], ARGV[7]
 local lease = lk_lease_ms(ARGV[8])
@@ -45,7 +47,12 @@ end
 
 local st = lk_load()
 local held = st.holders[id]
-local entry = not held and lk_waiter(id)
+local entry, cancelled = nil, false
+if not held then entry, cancelled = lk_waiter(id) end
+if cancelled then  -- its cancel came first (lock_cancel.lua): nothing is queued or granted
+  redis.call('HDEL', KEYS[3], id)
+  return {14}
+end
 if not held and not entry then
   local refusal = lk_self_deadlock(st, agent, mode, ARGV[11])
   if refusal then return refusal end

@@ -2,6 +2,12 @@
 -- The waiter leaves the queue; if it was granted in the meantime the grant is given back.
 -- Either way whoever it was blocking is granted and woken in the same step.
 --
+-- The cancel may overtake its own request: an interrupted caller sends it on another
+-- connection while the request is still on its way. When nothing of the request is here
+-- (not queued, not held), the cancel leaves a tombstone "cancelled|<until_ms>" under the
+-- waiter id in the waiters hash; lock_acquire.lua obeys it (queues and grants nothing,
+-- returns {14}) and removes it. The waiters hash is kept for at least LK_GRACE_MS after.
+--
 -- KEYS[1]  lock holders (hash)            {s}/_lock/space/id
 -- KEYS[2]  lock queue (list of ids)       {s}/_lockq/space/id
 -- KEYS[3]  queued waiters (hash)          {s}/_lockw/space/id
@@ -21,8 +27,15 @@
 local id = ARGV[5]
 local st = lk_load()
 lk_purge(st)
-if redis.call('HDEL', KEYS[3], id) == 1 then redis.call('LREM', KEYS[2], 1, id) end
+local queued = redis.call('HDEL', KEYS[3], id) == 1
+if queued then redis.call('LREM', KEYS[2], 1, id) end
 local held = lk_release(st, id)
+if not queued and not held then
+  redis.call('HSET', KEYS[3], id, 'cancelled|' .. dec(st.now + LK_GRACE_MS))
+  if redis.call('PTTL', KEYS[3]) < LK_GRACE_MS then
+    redis.call('PEXPIRE', KEYS[3], LK_GRACE_MS)
+  end
+end
 lk_grant(st, nil, nil)
 lk_finish(st)
 return {0, held and 1 or 0}

@@ -45,6 +45,7 @@ QUEUED = 10
 BUSY = 11
 SELF_DEADLOCK = 12
 NOT_HELD = 13
+CANCELLED = 14
 
 
 def new_lock_id() -> str:
@@ -140,13 +141,14 @@ def _token(raw: Any) -> int | None:
 
 def interpret_acquire(reply: Sequence[Any], *, name: str, agent: str, mode: str
                       ) -> Grant | Queued | None:
-    """A Grant, Queued, ``None`` (not grantable and not queued: timeout 0), or the refusal."""
+    """A Grant, Queued, ``None`` (not grantable and not queued: timeout 0, or the request's
+    cancel overtook it), or the refusal."""
     code = reply[0]
     if code == GRANTED:
         return Grant(_token(reply[1]), int(reply[2]))
     if code == QUEUED:
         return Queued(int(reply[1]), int(reply[2]))
-    if code == BUSY:
+    if code in (BUSY, CANCELLED):
         return None
     if code == SELF_DEADLOCK:
         raise LockUpgradeRefused(name, agent=agent, held=scripts.text(reply[1]), asked=mode,

@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 import redis
-from test_locks import LOCK, SPAWN, Procs, overlap, queued, state, until
+from test_locks import LOCK, SPAWN, Procs, holders, overlap, queued, state, until
 
 import memgang
 import memgang.aio
 from memgang.codec import loads_json
+from memgang.keys import parse_full
+from memgang.locks import interpret_acquire, interpret_cancel, lock_call, new_lock_id
 from memgang.server import EmbeddedServer
 from memgang.testing import fresh_swarm_name
 
@@ -216,3 +218,32 @@ def test_an_acquire_interrupted_in_flight_gives_its_grant_back(
             await gang.close()
 
     asyncio.run(main())
+
+
+def test_a_cancel_that_overtakes_its_own_request_leaves_nothing_granted_or_queued(
+        swarm: memgang.Swarm, gang: memgang.Gang, raw: redis.Redis) -> None:
+    # an interrupted caller sends its cancel on another connection, which can reach Redis
+    # before the request itself; the request must then queue and grant nothing, or the name
+    # stays blocked for a whole lease with nobody to release it
+    key = parse_full(swarm.agent("a").key("doc"))
+    call = lock_call(swarm.keys, key, gang.settings.log_maxlen)
+    waiter = new_lock_id()
+    wake = swarm.keys.wake("listener")
+    assert interpret_cancel(gang.call("lock_cancel", list(call.keys), call.cancel(waiter))) \
+        is False
+    reply = gang.call("lock_acquire", list(call.keys),
+                      call.acquire(waiter, "a", "write", 10_000, wake, False))
+    assert interpret_acquire(reply, name=key.full, agent="a", mode="write") is None
+    assert holders(swarm, "a/doc") == [] and queued(swarm, "a/doc") == []
+    assert raw.hget(swarm.keys.lock_waiters(key), waiter) is None  # the tombstone is used up
+    # and the name is free for the next caller, at once
+    with swarm.agent("b").lock("a/doc", timeout_s=0) as lease:
+        assert lease.token is not None and lease.token > 0
+    # a cancel that comes after its request (the usual order) leaves no tombstone behind
+    other = new_lock_id()
+    assert interpret_acquire(gang.call("lock_acquire", list(call.keys),
+                                       call.acquire(other, "a", "write", 10_000, wake, False)),
+                             name=key.full, agent="a", mode="write") is not None
+    assert interpret_cancel(gang.call("lock_cancel", list(call.keys), call.cancel(other))) \
+        is True
+    assert raw.hget(swarm.keys.lock_waiters(key), other) is None
