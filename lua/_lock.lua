@@ -23,7 +23,8 @@
 -- the first that does not fit, which then blocks everyone behind it (no barging, so a
 -- waiting exclusive or writer is never starved by a stream of readers).
 --
--- Wake-ups: a grant made for another waiter PUBLISHes "<id>|<token>|<lease_ms>" on that
+-- Wake-ups: a grant made for another waiter PUBLISHes "<id>|<token>|<lease_ms>|<now_ms>"
+-- (now_ms: the server time of the grant, from which its lease counts) on that
 -- waiter's wake channel (one pub/sub channel per process and swarm, named in its waiter
 -- entry; channels are not keys, so the script that grants, whichever it is, can wake
 -- exactly the waiters it granted in the same step). The caller's own grant is returned.
@@ -200,7 +201,8 @@ local function lk_grant(st, self_id, new)
       if w.id == self_id then
         mine = {token, w.lease}
       else
-        redis.call('PUBLISH', w.wake, w.id .. '|' .. token .. '|' .. w.lease)
+        redis.call('PUBLISH', w.wake, w.id .. '|' .. token .. '|' .. dec(w.lease) .. '|'
+                                      .. dec(st.now))
       end
       if w == new then break end
     end

@@ -29,8 +29,9 @@
 -- Returns one of
 --   {0, token, lease_left_ms}        granted (token "" for read); on a re-check of a request
 --                                    granted meanwhile, the lease left of that grant
---   {10, recheck_ms, position}       queued (position 1 = head): wait for the wake-up, and
---                                    re-check (same id) after recheck_ms at the latest
+--   {10, recheck_ms, position, now_ms}  queued (position 1 = head): wait for the wake-up,
+--                                    and re-check (same id) after recheck_ms at the latest;
+--                                    now_ms, the server time, anchors the wake-up's grant time
 --   {11, recheck_ms}                 not grantable now, and ARGV[10] = "1": nothing queued
 --   {12, held_mode, blocker_agent}   the caller holds the name in held_mode (ARGV[11]) and
 --                                    this request would wait on that hold: refused, nothing
@@ -87,4 +88,4 @@ end
 entry.alive = st.now + entry.lease + LK_WAITER_SLACK_MS
 local pos = lk_enqueue(st, entry)
 lk_finish(st)
-return {10, recheck, pos}
+return {10, recheck, pos, st.now}

@@ -120,18 +120,22 @@ def inspect_keys(ks: SwarmKeys, key: Key) -> tuple[list[str], list[str]]:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """A lease granted: its fencing token (None for read) and how long it has left."""
+    """A lease granted: its fencing token (None for read) and how long it has left; for a
+    grant delivered by wake message, also the server time (ms) it was made at."""
 
     token: int | None
     lease_left_ms: int
+    granted_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Queued:
-    """Still waiting: re-check after ``recheck_ms`` at the latest."""
+    """Still waiting: re-check after ``recheck_ms`` at the latest. ``server_ms``: the server's
+    time when it queued the request (anchors a later wake message's grant time)."""
 
     recheck_ms: int
     position: int
+    server_ms: int
 
 
 def _token(raw: Any) -> int | None:
@@ -147,7 +151,7 @@ def interpret_acquire(reply: Sequence[Any], *, name: str, agent: str, mode: str
     if code == GRANTED:
         return Grant(_token(reply[1]), int(reply[2]))
     if code == QUEUED:
-        return Queued(int(reply[1]), int(reply[2]))
+        return Queued(int(reply[1]), int(reply[2]), int(reply[3]))
     if code in (BUSY, CANCELLED):
         return None
     if code == SELF_DEADLOCK:
@@ -182,15 +186,29 @@ def interpret_cancel(reply: Sequence[Any]) -> bool:
 
 
 def parse_wake(data: Any) -> tuple[str, Grant] | None:
-    """A wake message ``"<waiter id>|<token>|<lease_ms>"``; ``None`` if malformed."""
+    """A wake message ``"<waiter id>|<token>|<lease_ms>|<granted_ms>"``; ``None`` if
+    malformed."""
     parts = scripts.text(data).split("|")
-    if len(parts) != 3:
+    if len(parts) != 4:
         return None
-    waiter_id, token, lease = parts
+    waiter_id, token, lease, granted = parts
     try:
-        return waiter_id, Grant(_token(token), int(lease))
+        return waiter_id, Grant(_token(token), int(lease), int(granted))
     except ValueError:
         return None
+
+
+def granted_at(grant: Grant, queued: Queued | None, asked_at: float, woken_at: float) -> float:
+    """The local (monotonic) time to count a wake message's grant from: never later than when
+    the grant was made. ``queued`` was the reply to the request sent at ``asked_at``, so the
+    server's clock read ``queued.server_ms`` at or after ``asked_at``; the grant, made
+    ``granted_ms - server_ms`` later on that clock, happened no earlier than ``asked_at`` plus
+    that. A reader that was stalled before it read the message thus does not count the
+    lease from the moment it woke up, and never believes in a lease Redis has already
+    ended."""
+    if grant.granted_ms is None or queued is None:
+        return woken_at
+    return min(woken_at, asked_at + (grant.granted_ms - queued.server_ms) / 1000)
 
 
 # -- state, for `memgang locks` and Swarm.locks() ----------------------------------------------
@@ -288,6 +306,7 @@ __all__ = [
     "check_lease_ms",
     "check_mode",
     "check_timeout_s",
+    "granted_at",
     "inspect_keys",
     "interpret_acquire",
     "interpret_cancel",

@@ -247,3 +247,35 @@ def test_a_cancel_that_overtakes_its_own_request_leaves_nothing_granted_or_queue
     assert interpret_cancel(gang.call("lock_cancel", list(call.keys), call.cancel(other))) \
         is True
     assert raw.hget(swarm.keys.lock_waiters(key), other) is None
+
+
+def test_a_grant_read_late_from_its_wake_message_counts_its_lease_from_the_grant(
+        swarm: memgang.Swarm, gang: memgang.Gang, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the waiter's process stalls before it reads the wake message that carries its grant:
+    # the lease must count from when Redis granted it (so the watchdog renews at once),
+    # not from when the message was read (the watchdog would then renew after Redis had
+    # already ended the lease, and the holder would lose it)
+    from memgang._sync.locks import runtime_for
+
+    runtime = runtime_for(gang)
+    dispatch = runtime.dispatch
+
+    def stalled(message: Any) -> None:
+        if message[0] == b"message":
+            time.sleep(0.75)
+        dispatch(message)
+
+    holder = swarm.agent("a").lock("shared/doc")
+    holder.acquire()
+    lost: list[Any] = []
+    waiting = swarm.agent("b").lock("shared/doc", lease_ms=1000, on_lost=lost.append)
+    thread, out = in_thread(waiting.acquire)
+    until(lambda: queued(swarm, "shared/doc") == [("b", "write")], "b to queue")
+    monkeypatch.setattr(runtime, "dispatch", stalled)
+    holder.release()
+    thread.join(10)
+    assert out == [waiting]
+    time.sleep(1.5)  # longer than the lease: only renewals keep it
+    assert lost == [] and waiting.held
+    assert holders(swarm, "shared/doc") == [("b", "write")]
+    waiting.release()

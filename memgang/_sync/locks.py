@@ -50,6 +50,7 @@ from ..locks import (
     check_lease_ms,
     check_mode,
     check_timeout_s,
+    granted_at,
     inspect_keys,
     interpret_acquire,
     interpret_cancel,
@@ -499,7 +500,8 @@ class SyncLease:
                     break
                 runtime.wait(waiter, min(outcome.recheck_ms / 1000, left))
                 if waiter.grant is not None:
-                    outcome, at = waiter.grant, waiter.woken_at
+                    at = granted_at(waiter.grant, outcome, at, waiter.woken_at)
+                    outcome = waiter.grant
                     break
                 with runtime.mutex:
                     waiter.recheck = False
