@@ -166,6 +166,23 @@ def test_scoped_reads_and_their_intersections(swarm: memgang.Swarm) -> None:
     assert [o.value for o in newest_first] == [5, 4]
 
 
+def test_a_limited_scoped_read_reads_only_the_newest_objects_it_returns(
+        swarm: memgang.Swarm, raw: redis.Redis) -> None:
+    a = swarm.agent("a")
+    refs = a.write_many({f"o{i}": i for i in range(200)}, group="g")
+    swarm.agent("c").write("secret", -1, group="g", readable_by=["c"])  # newest, hidden
+    raw.delete(refs[-1].key)  # the newest visible one vanishes behind memgang's back
+    raw.config_resetstat()
+    newest = swarm.read_scope(group="g", limit=5)
+    assert [o.value for o in newest] == [198, 197, 196, 195, 194]
+    # the candidates were ordered by a plain HGET of their version, and only a few of the
+    # 201 were read in full by the read script (the vanished one was pruned once)
+    calls = {name: int(stat["calls"]) for name, stat in raw.info("commandstats").items()}
+    assert calls["cmdstat_hget"] == 201
+    assert calls["cmdstat_evalsha"] <= 16 + 1
+    assert len(swarm.read_scope(group="g")) == 199  # the hidden one is not for this reader
+
+
 def test_changing_group_context_and_writer_moves_the_object_between_indexes(
         swarm: memgang.Swarm, gang: memgang.Gang) -> None:
     a, b = swarm.agent("a"), swarm.agent("b")

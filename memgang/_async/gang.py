@@ -251,22 +251,41 @@ class Swarm:
             keys = [scripts.text(m) for m in found[0]]
         out: list[MemoryObject] = []
         stale: list[str] = []
-        async with client.pipeline(transaction=False) as pipe:
-            for k in keys:
-                rk, args = read_call(ks, target(self.name, "_", k)[0], reader)
-                await self.gang.scripts["read"](keys=rk, args=args, client=pipe)
-            replies = await pipe.execute(raise_on_error=True)
-        for k, reply in zip(keys, replies, strict=True):
-            if reply[0] == scripts.NOT_FOUND:
-                stale.append(k)
-            elif reply[0] in (scripts.FORBIDDEN, scripts.LOCKED):
-                continue  # not visible to this reader right now
-            else:
-                obj = interpret_read(reply, k, reader)
-                if obj is not None and query.matches(obj):
-                    out.append(obj)
-                elif obj is not None:
-                    stale.append(k)  # an entry left by an earlier object at this key
+        if limit is not None and len(keys) > limit:
+            # newest first by each candidate's version (one plain HGET each, no script), so
+            # only about `limit` objects are read in full, not the whole scope
+            with lost_redis(f"scoped read of {self.name} failed"):
+                async with client.pipeline(transaction=False) as pipe:
+                    for k in keys:
+                        pipe.hget(k, "ver")
+                    versions = await pipe.execute()
+            stale = [k for k, v in zip(keys, versions, strict=True) if v is None]
+            keys = [k for _, k in sorted(((int(v) if v.isdigit() else 0, k)
+                                          for k, v in zip(keys, versions, strict=True)
+                                          if v is not None), reverse=True)]
+        wanted = len(keys) if limit is None else limit
+        chunk = max(wanted, 16)
+        for start in range(0, len(keys), chunk):
+            if len(out) >= wanted:
+                break
+            part = keys[start:start + chunk]
+            with lost_redis(f"scoped read of {self.name} failed"):
+                async with client.pipeline(transaction=False) as pipe:
+                    for k in part:
+                        rk, args = read_call(ks, target(self.name, "_", k)[0], reader)
+                        await self.gang.scripts["read"](keys=rk, args=args, client=pipe)
+                    replies = await pipe.execute(raise_on_error=True)
+            for k, reply in zip(part, replies, strict=True):
+                if reply[0] == scripts.NOT_FOUND:
+                    stale.append(k)
+                elif reply[0] in (scripts.FORBIDDEN, scripts.LOCKED):
+                    continue  # not visible to this reader right now
+                else:
+                    obj = interpret_read(reply, k, reader)
+                    if obj is not None and query.matches(obj):
+                        out.append(obj)
+                    elif obj is not None:
+                        stale.append(k)  # an entry left by an earlier object at this key
         for k in stale:
             await self.gang.call(  # a vanished object is announced once (lua/prune.lua)
                 "prune", *prune_call(ks, k, "memory_expired", "vanished",
