@@ -61,6 +61,8 @@ local function lk_load()
   local now = now_ms()
   local st = {now = now, holders = {}, expired = {}, extended = false, qempty = nil}
   local raw = redis.call('HGETALL', KEYS[1])
+  -- every script leaves only live holders, and the name in the index while it has any
+  st.indexed = #raw > 0
   for i = 1, #raw, 2 do
     local mode, agent, expires, token = string.match(raw[i + 1], '^(%a+)|([^|]*)|(%d+)|(%d*)$')
     local h = {id = raw[i], mode = mode, agent = agent, expires = tonumber(expires) or 0,
@@ -88,12 +90,12 @@ local function lk_waiter(id)
 end
 
 local function lk_waiter_value(w)
-  return w.mode .. '|' .. w.agent .. '|' .. w.lease .. '|' .. w.alive .. '|' .. w.wake
+  return w.mode .. '|' .. w.agent .. '|' .. dec(w.lease) .. '|' .. dec(w.alive) .. '|' .. w.wake
 end
 
 -- A holder's stored entry, as lk_load (and lock_refusal in _lib.lua) parse it.
 local function lk_holder_value(h)
-  return h.mode .. '|' .. h.agent .. '|' .. h.expires .. '|' .. h.token
+  return h.mode .. '|' .. h.agent .. '|' .. dec(h.expires) .. '|' .. h.token
 end
 
 -- A lease argument in ms, or nil if it is not a positive integer.
@@ -204,7 +206,8 @@ local function lk_grant(st, self_id, new)
         redis.call('PUBLISH', w.wake, w.id .. '|' .. token .. '|' .. dec(w.lease) .. '|'
                                       .. dec(st.now))
       end
-      if w == new then break end
+      -- nothing is compatible with exclusive: no need to look at the next waiter
+      if w == new or w.mode == 'exclusive' then break end
     end
   end
   return mine
@@ -221,11 +224,12 @@ local function lk_enqueue(st, w)
   end
   redis.call('HSET', KEYS[3], w.id, lk_waiter_value(w))
   st.qempty = false
-  -- the queue's keys outlive every entry: never shorten their expiry
+  -- the queue's keys outlive every entry: never shorten their expiry. When it must grow,
+  -- it grows by a grace more, so that the waiters queued next need not extend it again
   local keep = w.alive - st.now + LK_GRACE_MS
   if redis.call('PTTL', KEYS[2]) < keep then
-    redis.call('PEXPIRE', KEYS[2], keep)
-    redis.call('PEXPIRE', KEYS[3], keep)
+    redis.call('PEXPIRE', KEYS[2], dec(keep + LK_GRACE_MS))
+    redis.call('PEXPIRE', KEYS[3], dec(keep + LK_GRACE_MS))
   end
   return pos
 end
@@ -249,11 +253,11 @@ local function lk_finish(st)
   for _, h in pairs(st.holders) do
     if h.expires > last then last = h.expires end
   end
-  if st.extended then redis.call('PEXPIRE', KEYS[1], last - st.now + LK_GRACE_MS) end
+  if st.extended then redis.call('PEXPIRE', KEYS[1], dec(last - st.now + LK_GRACE_MS)) end
   if last == 0 and st.qempty == nil then st.qempty = redis.call('LLEN', KEYS[2]) == 0 end
   if last == 0 and st.qempty then
     redis.call('SREM', KEYS[5], ARGV[1])
-  else
+  elseif not st.indexed then
     redis.call('SADD', KEYS[5], ARGV[1])
   end
 end
