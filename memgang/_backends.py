@@ -342,10 +342,10 @@ class SyncMailbox:
         return None if item is self._WAKE else item
 
 
-def _pubsub_kwargs(pool: Any, timeout_s: float, retry: Any) -> dict[str, Any]:
+def _pubsub_kwargs(pool: Any, timeout_s: float, retry: Any, name: str) -> dict[str, Any]:
     kwargs = dict(pool.connection_kwargs)
     kwargs.update(health_check_interval=0, socket_timeout=timeout_s, protocol=2, retry=retry,
-                  client_name="memgang-events")
+                  client_name=name)
     return kwargs
 
 
@@ -354,9 +354,12 @@ class AsyncPubSubConn:
     re-subscribes behind its back, and confirmations and PONGs arrive in order with the
     messages. Built from the client's pool settings (URL, TLS, password, db)."""
 
-    def __init__(self, client: redis.asyncio.Redis, timeout_s: float) -> None:
+    def __init__(self, client: redis.asyncio.Redis, timeout_s: float, name: str) -> None:
+        """``name``: its CLIENT SETNAME (``memgang-events``, ``memgang-locks``), so that
+        ``CLIENT LIST`` tells the event hub's connection from the lock wake-ups'."""
         pool = client.connection_pool
-        self._conn = pool.connection_class(**_pubsub_kwargs(pool, timeout_s, async_no_retry()))
+        self._conn = pool.connection_class(**_pubsub_kwargs(pool, timeout_s, async_no_retry(),
+                                                            name))
 
     async def connect(self) -> None:
         await self._conn.connect()  # type: ignore[no-untyped-call]
@@ -377,9 +380,10 @@ class SyncPubSubConn:
     """The threaded twin of :class:`AsyncPubSubConn`; ``close()`` may be called from any
     thread and makes a blocked ``read`` fail at once."""
 
-    def __init__(self, client: redis.Redis, timeout_s: float) -> None:
+    def __init__(self, client: redis.Redis, timeout_s: float, name: str) -> None:
         pool = client.connection_pool
-        self._conn = pool.connection_class(**_pubsub_kwargs(pool, timeout_s, sync_no_retry()))
+        self._conn = pool.connection_class(**_pubsub_kwargs(pool, timeout_s, sync_no_retry(),
+                                                            name))
         self._closed = False
 
     def connect(self) -> None:

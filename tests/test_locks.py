@@ -383,6 +383,9 @@ def test_the_wake_connection_recovers_when_redis_kills_it(
         b.lock(LOCK, "write", timeout_s=20, lease_ms=60_000).acquire()))
     thread.start()
     until(lambda: queued(swarm) == [("b", "write")], "b queued")
+    # the wake connection is named for what it does (CLIENT LIST tells it from the events')
+    assert any(c.get("name") == "memgang-locks" and int(c["sub"]) >= 1
+               for c in raw.client_list())
     assert raw.client_kill_filter(_type="pubsub") >= 1
     first.release()
     thread.join(20)

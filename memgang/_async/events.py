@@ -265,7 +265,8 @@ class AsyncEventHub:
     async def _run(self) -> None:
         backoff = BACKOFF_MIN_S
         while not self._closed:
-            conn = AsyncPubSubConn(self.gang.client, max(10.0, 2 * self.ping_interval_s))
+            conn = AsyncPubSubConn(self.gang.client, max(10.0, 2 * self.ping_interval_s),
+                                   "memgang-events")
             try:
                 await conn.connect()
                 if self.keyspace_users:  # before anyone is told the stream is ready

@@ -159,7 +159,7 @@ class AsyncLockRuntime:
         if self.closed:
             raise ConnectionLost("this Gang is closed")
         if self._conn is None:
-            conn = AsyncPubSubConn(self.gang.client, SOCKET_TIMEOUT_S)
+            conn = AsyncPubSubConn(self.gang.client, SOCKET_TIMEOUT_S, "memgang-locks")
             await conn.connect()
             if self._subscribed:
                 await conn.send("SUBSCRIBE", *self._subscribed)

@@ -266,7 +266,8 @@ class SyncEventHub:
     def _run(self) -> None:
         backoff = BACKOFF_MIN_S
         while not self._closed:
-            conn = SyncPubSubConn(self.gang.client, max(10.0, 2 * self.ping_interval_s))
+            conn = SyncPubSubConn(self.gang.client, max(10.0, 2 * self.ping_interval_s),
+                                   "memgang-events")
             try:
                 conn.connect()
                 if self.keyspace_users:  # before anyone is told the stream is ready

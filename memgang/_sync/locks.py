@@ -160,7 +160,7 @@ class SyncLockRuntime:
         if self.closed:
             raise ConnectionLost("this Gang is closed")
         if self._conn is None:
-            conn = SyncPubSubConn(self.gang.client, SOCKET_TIMEOUT_S)
+            conn = SyncPubSubConn(self.gang.client, SOCKET_TIMEOUT_S, "memgang-locks")
             conn.connect()
             if self._subscribed:
                 conn.send("SUBSCRIBE", *self._subscribed)
