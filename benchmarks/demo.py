@@ -30,6 +30,7 @@ import orjson
 from benchmarks._harness import server_url
 from memgang.demo.mapreduce import Settings, run_demo
 from memgang.demo.report import sample_report
+from memgang.tables import aligned
 
 WALL_TARGET = 0.5
 
@@ -138,12 +139,7 @@ def table(rows: list[Row]) -> str:
                       f"{r.words_shared:,}", f"{r.words_solo:,}", f"{r.wall_shared_s:.3f} s",
                       f"{r.wall_solo_s:.3f} s", f"{r.wall_ratio:.3f}", str(r.hits),
                       str(r.waits), "; ".join(checks)])
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    out = []
-    for line in lines:
-        cells = [c.ljust(w) if i in (0, len(header) - 1) else c.rjust(w)
-                 for i, (c, w) in enumerate(zip(line, widths, strict=True))]
-        out.append("  ".join(cells).rstrip())
+    out = aligned(lines, left=(0, -1))
     out.insert(1, "-" * len(out[0]))
     return "\n".join(out)
 

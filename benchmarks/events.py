@@ -46,6 +46,7 @@ import memgang
 import memgang.aio
 from benchmarks._harness import server_url
 from memgang.events import parse_id
+from memgang.tables import aligned
 from memgang.testing import fresh_swarm_name
 
 SPAWN = multiprocessing.get_context("spawn")
@@ -497,11 +498,7 @@ class Report:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(r, widths, strict=True)))
-             for r in [header, *rows]]
-    return "\n".join(line.rstrip() for line in lines)
+    return "\n".join(aligned([header, *rows], left=(0, 1)))
 
 
 def render(report: Report) -> str:

@@ -32,6 +32,7 @@ import redis
 
 import memgang
 from benchmarks._harness import server_url
+from memgang.tables import aligned
 
 VALUE = {
     "text": "The reducer merges every summary by reference instead of copying it. " * 3,
@@ -209,18 +210,13 @@ def run(url: str, seconds: float, rounds: int, ops: list[str], clients: list[int
 
 
 def table(rows: list[Row]) -> str:
-    head = (
-        f"{'operation':<12}{'clients':>8}{'memgang ops/s':>15}{'raw ops/s':>12}"
-        f"{'ratio':>8}{'target':>9}"
-    )
-    lines = [head, "-" * len(head)]
+    lines = [["operation", "clients", "memgang ops/s", "raw ops/s", "ratio", "target"]]
     for r in rows:
-        target = f">={r.target:.2f}" if r.target else "-"
-        lines.append(
-            f"{r.op:<12}{r.clients:>8}{r.memgang_ops_s:>15,.0f}{r.raw_ops_s:>12,.0f}"
-            f"{r.ratio:>8.2f}{target:>9}"
-        )
-    return "\n".join(lines)
+        lines.append([r.op, str(r.clients), f"{r.memgang_ops_s:,.0f}", f"{r.raw_ops_s:,.0f}",
+                      f"{r.ratio:.2f}", f">={r.target:.2f}" if r.target else "-"])
+    out = aligned(lines)
+    out.insert(1, "-" * len(out[0]))
+    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,7 @@ import click
 from .agent import AgentInfo
 from .cli import echo_json, gang_for, main, url_option
 from .metrics import STANDARD
+from .tables import aligned
 
 _MS = {"saved_ms": "saved s", "compute_ms": "compute s", "lock_wait_ms": "lock wait s"}
 
@@ -38,11 +39,7 @@ def render(rows: list[dict[str, Any]]) -> str:
             n = row["counters"].get(c, 0)
             cells.append(f"{n / 1000:.2f}" if c.endswith("_ms") else str(n))
         lines.append(cells)
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
-                  for i, (cell, w) in enumerate(zip(line, widths, strict=True))).rstrip()
-        for line in lines)
+    return "\n".join(aligned(lines, left=(0, 1)))
 
 
 @main.command()

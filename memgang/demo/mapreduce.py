@@ -47,6 +47,8 @@ from memgang.events import Event
 from memgang.keys import parse_full
 from memgang.server import die_with_parent
 
+from ..tables import aligned
+
 log = logging.getLogger("memgang.demo")
 
 SUMMARY_WORDS = 40
@@ -672,16 +674,12 @@ def render_table(report: dict[str, Any]) -> str:
     header = ["", *(m["mode"] for m in modes)] + (["shared / no-share"] if ratios else [])
     lines = [header] + [[label, *cells] + ([ratio] if ratios else []) for label, cells, ratio
                         in rows]
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     inp = report["input"]
     head = (f"{inp['jobs']} job(s) over {inp['source']} ({inp['words']:,} words): "
             f"{inp['chunk_tasks']} chunks in all, {inp['distinct_chunks']} distinct; "
             f"{inp['agents']} mapper agents; {inp['summarizer']} summarizer"
             + (f" at {inp['llm_latency_ms']:g} ms per call" if inp["llm_latency_ms"] else ""))
-    body = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                      for i, (cell, w) in enumerate(zip(line, widths, strict=True))).rstrip()
-            for line in lines]
-    return "\n".join([head, "", *body])
+    return "\n".join([head, "", *aligned(lines)])
 
 
 def _fmt_ratio(value: float | None) -> str:
