@@ -476,15 +476,15 @@ class _MapperGroup:
 
     def wait_joined(self, swarm: memgang.Swarm, timeout_s: float) -> None:
         """Wait until every mapper is present (processes take a moment to start)."""
-        deadline = time.monotonic() + timeout_s
-        while not set(self.names) <= {a.name for a in swarm.agents()}:
-            dead = self.dead()
-            if dead:
-                raise DemoFailed("mapper process(es) died: " + "; ".join(dead))
-            if time.monotonic() > deadline:
-                raise DemoFailed(f"the mappers of {swarm.name} did not join within "
-                                 f"{timeout_s:.0f}s")
+        names = set(self.names)
+
+        def joined() -> bool:
+            if names <= {a.name for a in swarm.agents()}:
+                return True
             time.sleep(0.02)
+            return False
+
+        _wait_until(joined, self, timeout_s, f"the mappers of {swarm.name} to join")
 
     def dead(self) -> list[str]:
         return [f"{name} exited with {proc.returncode}"
@@ -518,11 +518,13 @@ class DemoFailed(RuntimeError):
     """The run did not finish: an agent failed, died, or the run timed out."""
 
 
-def _wait(event: threading.Event, narrator: Narrator, group: _MapperGroup, timeout_s: float,
-          what: str) -> None:
+def _wait_until(done: Callable[[], bool], group: _MapperGroup, timeout_s: float, what: str,
+                narrator: Narrator | None = None) -> None:
+    """Until ``done()`` (which waits a little itself when it says no); an agent that failed,
+    a mapper process that died, or ``timeout_s`` passing ends the run with DemoFailed."""
     deadline = time.monotonic() + timeout_s
-    while not event.wait(0.05):
-        if narrator.failed.is_set():
+    while not done():
+        if narrator is not None and narrator.failed.is_set():
             raise DemoFailed("an agent failed: " + "; ".join(narrator.errors))
         dead = group.dead()
         if dead:
@@ -545,8 +547,8 @@ def run_mode(settings: Settings, plan: Plan, gang: memgang.Gang, url: str, swarm
                                       name="reducer", daemon=True)
     try:
         reducer_thread.start()
-        _wait(narrator.all_joined, narrator, mappers, JOIN_TIMEOUT_S,
-              f"{settings.agents} mappers and the reducer to join")
+        _wait_until(lambda: narrator.all_joined.wait(0.05), mappers, JOIN_TIMEOUT_S,
+                    f"{settings.agents} mappers and the reducer to join", narrator)
         narrator.start_clock()
         readers = []
         for i, chunks in enumerate(plan.chunks):
@@ -555,8 +557,8 @@ def run_mode(settings: Settings, plan: Plan, gang: memgang.Gang, url: str, swarm
                                             name=f"reader-{i + 1}", daemon=True))
         for thread in readers:
             thread.start()
-        _wait(narrator.finished, narrator, mappers, settings.timeout_s,
-              f"the reports of {len(plan.chunks)} jobs")
+        _wait_until(lambda: narrator.finished.wait(0.05), mappers, settings.timeout_s,
+                    f"the reports of {len(plan.chunks)} jobs", narrator)
         result.wall_s = narrator.wall_s
         for thread in readers:
             thread.join()
