@@ -4,6 +4,7 @@
 
     Error
     ├── ConnectionLost            Redis unreachable or the connection dropped (wraps redis errors)
+    ├── NoPermission              Redis's ACLs refused this connection's user (NOPERM)
     ├── InvalidKey                a swarm, space, id, group, context or tag name is malformed
     ├── InvalidValue              a value cannot be encoded, is too big or too deep, or a merge
     │                             was asked of something that is not a mapping
@@ -60,6 +61,16 @@ def _rebuild(cls: type[Error], args: tuple[Any, ...], state: dict[str, Any]) -> 
 
 class ConnectionLost(Error):
     """Redis could not be reached, or the connection dropped mid-operation."""
+
+
+class NoPermission(Error, PermissionError):
+    """Redis's ACLs refused a command, key or channel to this connection's user (NOPERM);
+    nothing of the operation was done."""
+
+    def __init__(self, doing: str, detail: str) -> None:
+        super().__init__(f"{doing}: refused by Redis to this connection's user ({detail})")
+        self.doing = doing
+        self.detail = detail
 
 
 class InvalidKey(Error, ValueError):
@@ -280,12 +291,15 @@ class ScriptError(Error):
 
 @contextmanager
 def lost_redis(doing: str) -> Iterator[None]:
-    """Turn any redis-py error inside into ``ConnectionLost("<doing>: <error>")``.
+    """Turn any redis-py error inside into ``ConnectionLost("<doing>: <error>")``, except a
+    refusal by Redis's ACLs, which is :class:`NoPermission`.
 
     A plain context manager, so the sync and the async shells share it (``with`` around an
     ``await`` works the same)."""
     try:
         yield
+    except redis.exceptions.NoPermissionError as exc:
+        raise NoPermission(doing, str(exc)) from exc
     except redis.exceptions.RedisError as exc:
         raise ConnectionLost(f"{doing}: {exc}") from exc
 
@@ -310,6 +324,7 @@ __all__ = [
     "Locked",
     "MalformedEvent",
     "ManualConflict",
+    "NoPermission",
     "NotFound",
     "ScriptError",
     "ServerError",

@@ -50,6 +50,7 @@ from ..errors import (
     EventGap,
     InvalidValue,
     MalformedEvent,
+    NoPermission,
     ScriptError,
     lost_redis,
 )
@@ -118,7 +119,8 @@ class HubStats:
 class _Route:
     """A channel (or pattern) the hub subscribes to, and the listeners on it."""
 
-    __slots__ = ("keyevent", "listeners", "name", "pattern", "ready", "swarm", "token")
+    __slots__ = ("keyevent", "listeners", "name", "pattern", "ready", "refused", "swarm",
+                 "token")
 
     def __init__(self, name: str, *, pattern: bool = False, keyevent: str = "") -> None:
         self.name = name
@@ -129,6 +131,7 @@ class _Route:
         self.listeners: list[weakref.ref[AsyncEventStream]] = []
         self.token = 0
         self.ready = AsyncBackend.event()
+        self.refused: str | None = None  # Redis's ACLs refused its (P)SUBSCRIBE: why
 
     def live(self) -> list[AsyncEventStream]:
         """The listeners that still exist."""
@@ -163,11 +166,13 @@ class AsyncEventHub:
             if self._closed:
                 raise Error("the Gang is closed")
             new: list[_Route] = []
+            own: list[_Route] = []
             for name, pattern in stream.routes:
                 route = self.routes.get(name)
                 if route is None:
                     route = self.routes[name] = _Route(name, pattern=pattern)
                     new.append(route)
+                own.append(route)
                 # copy on write: the reader iterates listener lists without the lock
                 route.listeners = [*route.listeners, weakref.ref(stream)]
             stream.registered = True
@@ -184,7 +189,12 @@ class AsyncEventHub:
                 await self._subscribe(self._conn, new)
         if stream.keyspace and self._conn is not None and not self._keyspace_checked:
             await self._check_keyspace()
-        if not await self.wait_ready([name for name, _ in stream.routes], timeout_s):
+        ready = await self.wait_ready([name for name, _ in stream.routes], timeout_s)
+        refused = next((route for route in own if route.refused is not None), None)
+        if refused is not None:
+            await self.remove(stream)
+            raise NoPermission(f"subscribing to {refused.name}", refused.refused or "")
+        if not ready:
             await self.remove(stream)
             raise ConnectionLost(f"could not subscribe to {stream.routes[0][0]} within "
                                  f"{timeout_s}s: is Redis reachable at {self.gang.config!r}?")
@@ -206,7 +216,8 @@ class AsyncEventHub:
             if stream.keyspace:
                 self.keyspace_users -= 1
                 if self.keyspace_users == 0:
-                    gone += [self.routes.pop(keyevent_channel(self.db, kind)) for kind in KEYEVENTS]
+                    gone += [route for kind in KEYEVENTS  # (a refused one is gone already)
+                             if (route := self.routes.pop(keyevent_channel(self.db, kind), None))]
             if gone and self._conn is not None:
                 try:
                     channels = [r.name for r in gone if not r.pattern]
@@ -244,21 +255,17 @@ class AsyncEventHub:
 
     # -- the connection ------------------------------------------------------------------------
     async def _subscribe(self, conn: AsyncPubSubConn, routes: Sequence[_Route]) -> None:
-        """Send (P)SUBSCRIBE for ``routes``; each is ready once its confirmation arrives.
-        Called with the lock held."""
-        channels = [r for r in routes if not r.pattern]
-        patterns = [r for r in routes if r.pattern]
-        for group in (channels, patterns):
-            for route in group:
-                self._tokens += 1
-                route.token = self._tokens
-                route.ready.clear()
-                self._expect.append((route.name, route.token))
+        """Send a (P)SUBSCRIBE for each of ``routes``; each is ready once its confirmation
+        arrives. One command per channel, so that a refusal by Redis's ACLs (one error reply
+        for the whole command) names exactly one route. Called with the lock held."""
+        for route in routes:
+            self._tokens += 1
+            route.token = self._tokens
+            route.ready.clear()
+            self._expect.append((route.name, route.token))
         try:
-            if channels:
-                await conn.send("SUBSCRIBE", *(r.name for r in channels))
-            if patterns:
-                await conn.send("PSUBSCRIBE", *(r.name for r in patterns))
+            for route in routes:
+                await conn.send("PSUBSCRIBE" if route.pattern else "SUBSCRIBE", route.name)
         except _REDIS_ERRORS as exc:
             log.debug("subscribe failed (%s); the reader reconnects", exc)
 
@@ -318,7 +325,11 @@ class AsyncEventHub:
         last_rx = AsyncBackend.monotonic()
         ping_sent: float | None = None
         while not self._closed:
-            msg = await conn.read(_FOLLOW_S if tracker.pending else interval)
+            try:
+                msg = await conn.read(_FOLLOW_S if tracker.pending else interval)
+            except redis.exceptions.NoPermissionError as exc:  # the reply to a (P)SUBSCRIBE
+                self._refused(str(exc))
+                continue
             if msg is None:
                 if tracker.pending:
                     await self._convert(tracker.flush())
@@ -358,6 +369,23 @@ class AsyncEventHub:
             if kind in (b"subscribe", b"psubscribe"):
                 self._confirmed(msg[1].decode())
             await self._convert(self.tracker.flush())
+
+    def _refused(self, detail: str) -> None:
+        """Redis's ACLs refused the oldest (P)SUBSCRIBE still unconfirmed: drop its route (it
+        is not subscribed again on reconnect) and tell whoever waits for it why."""
+        if not self._expect:
+            log.warning("event hub: Redis refused something unasked: %s", detail)
+            return
+        name, token = self._expect.popleft()
+        route = self.routes.get(name)
+        if route is None or route.token != token:
+            return
+        del self.routes[name]
+        route.refused = detail
+        route.ready.set()
+        if route.keyevent:
+            log.warning("cannot subscribe to %s (%s): expiries and changes made by other "
+                        "tools will not be announced", name, detail)
 
     def _confirmed(self, name: str) -> None:
         while self._expect:

@@ -26,6 +26,7 @@ from ..errors import (
     InvalidValue,
     Locked,
     LockTimeout,
+    NoPermission,
     NotFound,
     ScriptError,
     lost_redis,
@@ -177,6 +178,8 @@ class Gang:
             raise ConnectionLost(f"Redis timed out during {script}: {exc}") from exc
         except redis.exceptions.ReadOnlyError as exc:  # a replica, say, after a failover
             raise ConnectionLost(f"Redis refused {script}: it is read-only ({exc})") from exc
+        except redis.exceptions.NoPermissionError as exc:  # ACLs: a key or channel not granted
+            raise NoPermission(script, str(exc)) from exc
         except redis.exceptions.ResponseError as exc:
             raise ScriptError(script, str(exc)) from exc
 
@@ -480,6 +483,10 @@ class AgentMemory:
                 replies = await pipe.execute(raise_on_error=True)
         except redis.exceptions.ConnectionError as exc:
             raise ConnectionLost(f"lost Redis during write_many: {exc}") from exc
+        except redis.exceptions.NoPermissionError as exc:
+            raise NoPermission("write_many", str(exc)) from exc
+        except redis.exceptions.ResponseError as exc:
+            raise ScriptError("write", str(exc)) from exc
         refs: list[MemoryRef] = []
         first_error: Error | None = None
         for plan, reply in zip(plans, replies, strict=True):

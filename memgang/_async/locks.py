@@ -23,6 +23,7 @@ import functools
 import logging
 import math
 import weakref
+from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,7 @@ from ..errors import (
     LockError,
     LockLost,
     LockTimeout,
+    NoPermission,
     ScriptError,
     lost_redis,
 )
@@ -83,7 +85,7 @@ class _Waiter:
     """One waiting acquisition (or subscription): its event is set when it is granted, told
     to re-check, or handed the reader role (``nudged``)."""
 
-    __slots__ = ("event", "grant", "nudged", "recheck", "wake", "woken_at")
+    __slots__ = ("event", "grant", "nudged", "recheck", "refused", "wake", "woken_at")
 
     def __init__(self, event: AsyncEvent, wake: str) -> None:
         self.event = event
@@ -92,6 +94,7 @@ class _Waiter:
         self.recheck = False
         self.nudged = False
         self.woken_at = 0.0
+        self.refused: str | None = None  # a subscription Redis's ACLs refused: why
 
     @property
     def done(self) -> bool:
@@ -109,6 +112,9 @@ class AsyncLockRuntime:
         self.mutex = AsyncBackend.mutex()
         self._waiters: dict[str, _Waiter] = {}
         self._subscribed: dict[str, _Waiter] = {}
+        # channels whose SUBSCRIBE is not confirmed yet, in the order they were sent: an
+        # error reply (ACLs) answers the oldest
+        self._unconfirmed: deque[str] = deque()
         self._subscribing = AsyncBackend.lock()
         self._conn: AsyncPubSubConn | None = None
         self._reading = False
@@ -134,6 +140,8 @@ class AsyncLockRuntime:
             if not ready.done:
                 raise ConnectionLost(f"the lock-wake subscription to {channel} was not "
                                      f"confirmed within {SUBSCRIBE_TIMEOUT_S}s")
+        if ready.refused is not None:
+            raise NoPermission(f"subscribing to {channel}", ready.refused)
 
     async def _subscribe(self, channel: str) -> _Waiter:
         """SUBSCRIBE (under ``_subscribing``); the confirmation sets the returned waiter."""
@@ -145,6 +153,7 @@ class AsyncLockRuntime:
         try:
             conn = await self._connection()  # a new connection subscribes to all channels
             if conn is existing:
+                self._unconfirmed.append(channel)
                 await conn.send("SUBSCRIBE", channel)
         except (redis.exceptions.RedisError, OSError) as exc:
             del self._subscribed[channel]
@@ -161,8 +170,10 @@ class AsyncLockRuntime:
         if self._conn is None:
             conn = AsyncPubSubConn(self.gang.client, SOCKET_TIMEOUT_S, "memgang-locks")
             await conn.connect()
-            if self._subscribed:
-                await conn.send("SUBSCRIBE", *self._subscribed)
+            self._unconfirmed.clear()
+            for channel in self._subscribed:  # one each: a refusal names its channel
+                self._unconfirmed.append(channel)
+                await conn.send("SUBSCRIBE", channel)
             self._conn = conn
         return self._conn
 
@@ -249,6 +260,9 @@ class AsyncLockRuntime:
                     async with self._subscribing:
                         conn = await self._connection()
                 message = await conn.read(min(left, READ_POLL_S))
+            except redis.exceptions.NoPermissionError as exc:  # the reply to a SUBSCRIBE
+                self._refused(str(exc))
+                continue
             except (redis.exceptions.RedisError, OSError) as exc:
                 if self.closed:
                     return
@@ -284,12 +298,28 @@ class AsyncLockRuntime:
                 waiter.event.set()
         elif kind == "subscribe":
             channel = scripts.text(message[1])
+            if self._unconfirmed and self._unconfirmed[0] == channel:
+                self._unconfirmed.popleft()
             ready = self._subscribed.get(channel)
             if ready is not None and not ready.recheck:
                 ready.recheck = True
                 ready.event.set()
                 self.unregister("subscribe:" + channel)
             self.recheck(channel)  # a re-subscription: grants may have been missed meanwhile
+
+    def _refused(self, detail: str) -> None:
+        """Redis's ACLs refused the oldest unconfirmed SUBSCRIBE: forget that channel (it is
+        not subscribed again on reconnect) and tell whoever waits for it why."""
+        if not self._unconfirmed:
+            log.warning("lock-wake connection: Redis refused something unasked: %s", detail)
+            return
+        channel = self._unconfirmed.popleft()
+        ready = self._subscribed.pop(channel, None)
+        if ready is not None:
+            ready.refused = detail
+            ready.recheck = True
+            ready.event.set()
+            self.unregister("subscribe:" + channel)
 
     def recheck(self, channel: str | None) -> None:
         """Have the waiters on ``channel`` (all: None) re-check their request now."""

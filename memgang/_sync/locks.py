@@ -24,6 +24,7 @@ import functools
 import logging
 import math
 import weakref
+from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,7 @@ from ..errors import (
     LockError,
     LockLost,
     LockTimeout,
+    NoPermission,
     ScriptError,
     lost_redis,
 )
@@ -84,7 +86,7 @@ class _Waiter:
     """One waiting acquisition (or subscription): its event is set when it is granted, told
     to re-check, or handed the reader role (``nudged``)."""
 
-    __slots__ = ("event", "grant", "nudged", "recheck", "wake", "woken_at")
+    __slots__ = ("event", "grant", "nudged", "recheck", "refused", "wake", "woken_at")
 
     def __init__(self, event: SyncEvent, wake: str) -> None:
         self.event = event
@@ -93,6 +95,7 @@ class _Waiter:
         self.recheck = False
         self.nudged = False
         self.woken_at = 0.0
+        self.refused: str | None = None  # a subscription Redis's ACLs refused: why
 
     @property
     def done(self) -> bool:
@@ -110,6 +113,9 @@ class SyncLockRuntime:
         self.mutex = SyncBackend.mutex()
         self._waiters: dict[str, _Waiter] = {}
         self._subscribed: dict[str, _Waiter] = {}
+        # channels whose SUBSCRIBE is not confirmed yet, in the order they were sent: an
+        # error reply (ACLs) answers the oldest
+        self._unconfirmed: deque[str] = deque()
         self._subscribing = SyncBackend.lock()
         self._conn: SyncPubSubConn | None = None
         self._reading = False
@@ -135,6 +141,8 @@ class SyncLockRuntime:
             if not ready.done:
                 raise ConnectionLost(f"the lock-wake subscription to {channel} was not "
                                      f"confirmed within {SUBSCRIBE_TIMEOUT_S}s")
+        if ready.refused is not None:
+            raise NoPermission(f"subscribing to {channel}", ready.refused)
 
     def _subscribe(self, channel: str) -> _Waiter:
         """SUBSCRIBE (under ``_subscribing``); the confirmation sets the returned waiter."""
@@ -146,6 +154,7 @@ class SyncLockRuntime:
         try:
             conn = self._connection()  # a new connection subscribes to all channels
             if conn is existing:
+                self._unconfirmed.append(channel)
                 conn.send("SUBSCRIBE", channel)
         except (redis.exceptions.RedisError, OSError) as exc:
             del self._subscribed[channel]
@@ -162,8 +171,10 @@ class SyncLockRuntime:
         if self._conn is None:
             conn = SyncPubSubConn(self.gang.client, SOCKET_TIMEOUT_S, "memgang-locks")
             conn.connect()
-            if self._subscribed:
-                conn.send("SUBSCRIBE", *self._subscribed)
+            self._unconfirmed.clear()
+            for channel in self._subscribed:  # one each: a refusal names its channel
+                self._unconfirmed.append(channel)
+                conn.send("SUBSCRIBE", channel)
             self._conn = conn
         return self._conn
 
@@ -250,6 +261,9 @@ class SyncLockRuntime:
                     with self._subscribing:
                         conn = self._connection()
                 message = conn.read(min(left, READ_POLL_S))
+            except redis.exceptions.NoPermissionError as exc:  # the reply to a SUBSCRIBE
+                self._refused(str(exc))
+                continue
             except (redis.exceptions.RedisError, OSError) as exc:
                 if self.closed:
                     return
@@ -285,12 +299,28 @@ class SyncLockRuntime:
                 waiter.event.set()
         elif kind == "subscribe":
             channel = scripts.text(message[1])
+            if self._unconfirmed and self._unconfirmed[0] == channel:
+                self._unconfirmed.popleft()
             ready = self._subscribed.get(channel)
             if ready is not None and not ready.recheck:
                 ready.recheck = True
                 ready.event.set()
                 self.unregister("subscribe:" + channel)
             self.recheck(channel)  # a re-subscription: grants may have been missed meanwhile
+
+    def _refused(self, detail: str) -> None:
+        """Redis's ACLs refused the oldest unconfirmed SUBSCRIBE: forget that channel (it is
+        not subscribed again on reconnect) and tell whoever waits for it why."""
+        if not self._unconfirmed:
+            log.warning("lock-wake connection: Redis refused something unasked: %s", detail)
+            return
+        channel = self._unconfirmed.popleft()
+        ready = self._subscribed.pop(channel, None)
+        if ready is not None:
+            ready.refused = detail
+            ready.recheck = True
+            ready.event.set()
+            self.unregister("subscribe:" + channel)
 
     def recheck(self, channel: str | None) -> None:
         """Have the waiters on ``channel`` (all: None) re-check their request now."""

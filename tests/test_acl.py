@@ -1,0 +1,93 @@
+"""Redis ACLs: a user limited to its team's swarm uses memgang there, and anything outside it
+is refused at once with NoPermission, without breaking the Gang's shared connections."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+import memgang
+from memgang.testing import fresh_swarm_name
+
+from _helpers import until
+
+
+def _user(raw: redis.Redis, url: str, name: str, *rules: str) -> str:
+    raw.execute_command("ACL", "SETUSER", name, "reset", "resetchannels", "on", ">pw", "+@all",
+                        *rules)
+    scheme, rest = url.split("://", 1)
+    return f"{scheme}://{name}:pw@{rest}"
+
+
+@pytest.fixture
+def team(raw: redis.Redis, url: str) -> Iterator[tuple[str, str]]:
+    """(swarm, url of a user limited to that swarm's keys and channels)."""
+    swarm = fresh_swarm_name("team")
+    user = f"u-{swarm}"
+    yield swarm, _user(raw, url, user, f"~{{{swarm}}}*", f"&{{{swarm}}}*", "&__keyevent@*")
+    raw.execute_command("ACL", "DELUSER", user)
+
+
+def test_a_user_limited_to_its_swarm_is_refused_elsewhere_and_keeps_working_at_home(
+        team: tuple[str, str]) -> None:
+    home, url = team
+    with memgang.connect(url) as gang:
+        mine, other = gang.swarm(home).agent("a"), gang.swarm(fresh_swarm_name("other"))
+        got: list[str] = []
+        seen = threading.Event()
+
+        def handler(event: memgang.Event) -> None:
+            got.append(event.type)
+            if event.type == "lock_released":
+                seen.set()
+
+        with mine.swarm.subscribe(handler):
+            mine.write("x", 1)
+            refusals = {
+                "write": lambda: other.agent("a").write("x", 1),
+                "write_many": lambda: other.agent("a").write_many({"x": 1, "y": 2}),
+                "read": lambda: other.agent("a").read("x"),
+                "read_scope": lambda: other.read_scope(),
+                "lock": lambda: other.agent("a").lock("x", timeout_s=5).acquire(),
+                "events": lambda: other.events(since="start").get(timeout_s=5),
+            }
+            for what, call in refusals.items():
+                with pytest.raises(memgang.NoPermission, match="refused by Redis") as caught:
+                    call()
+                assert "permissions" in caught.value.detail, what
+            # the refused subscriptions broke neither the event hub nor the lock wake-ups
+            holder = mine.lock("doc")
+            holder.acquire()
+            waiting = gang.swarm(home).agent("b").lock("a/doc", timeout_s=10)
+            thread = threading.Thread(target=waiting.acquire)
+            thread.start()
+            until(lambda: any(s.queue for s in mine.swarm.locks()), "b to queue")
+            holder.release()
+            thread.join(10)
+            assert waiting.held
+            waiting.release()
+            mine.write("y", 2)
+            assert seen.wait(5)
+            until(lambda: got.count("memory_updated") == 2, "both writes to arrive")
+        assert mine.read("y") is not None
+
+
+def test_without_keyspace_channels_events_still_flow_with_a_warning(
+        raw: redis.Redis, url: str, caplog: pytest.LogCaptureFixture) -> None:
+    swarm_name = fresh_swarm_name("team")
+    user = f"u-{swarm_name}"
+    limited = _user(raw, url, user, f"~{{{swarm_name}}}*", f"&{{{swarm_name}}}*")
+    try:
+        with memgang.connect(limited) as gang, caplog.at_level(logging.WARNING):
+            swarm = gang.swarm(swarm_name)
+            with swarm.events() as events:
+                swarm.agent("a").write("x", 1)
+                event = events.get(timeout_s=5)
+                assert event is not None and event.type == "memory_updated"
+            assert "will not be announced" in caplog.text
+    finally:
+        raw.execute_command("ACL", "DELUSER", user)
