@@ -285,23 +285,28 @@ def interpret_read(reply: list[Any], key: str, reader: str,
             return None
         scripts.raise_refusal("read", reply, key=key, agent=reader)
     (v, ver, agent, ctime, mtime, digest, group, ctx, tags, rb, wb, df, pttl) = reply
-    return MemoryObject(
-        key=key,
-        value=Codec.unpack(v),
-        version=int(ver),
-        agent=agent.decode(),
-        created_ms=int(ctime or 0),
-        updated_ms=int(mtime),
-        content_hash=digest.decode() if digest else "",
-        group=_s(group),
-        context=_s(ctx),
-        tags=_names_of(tags),
-        readable_by=_names_of(rb),
-        writable_by=_names_of(wb),
-        derived_from=tuple(MemoryRef(k, int(n)) for k, n in loads_json(df)) if df else (),
-        ttl_ms=None if int(pttl) < 0 else int(pttl),
-        requested_version=requested_version,
-    )
+    try:
+        return MemoryObject(
+            key=key,
+            value=Codec.unpack(v),
+            version=int(ver),
+            agent=scripts.text(agent) if agent else "",
+            created_ms=int(ctime or 0),
+            updated_ms=int(mtime or 0),
+            content_hash=digest.decode() if digest else "",
+            group=_s(group),
+            context=_s(ctx),
+            tags=_names_of(tags),
+            readable_by=_names_of(rb),
+            writable_by=_names_of(wb),
+            derived_from=tuple(MemoryRef(k, int(n)) for k, n in loads_json(df)) if df else (),
+            ttl_ms=None if int(pttl) < 0 else int(pttl),
+            requested_version=requested_version,
+        )
+    except (TypeError, ValueError) as exc:  # msgpack's and orjson's errors are ValueErrors
+        what = "has no value" if v is None else f"cannot be decoded ({type(exc).__name__}: {exc})"
+        raise InvalidValue(f"{key} {what}: its stored fields were changed by something other "
+                           "than memgang", key=key) from exc
 
 
 @dataclass(frozen=True, slots=True)

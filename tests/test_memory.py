@@ -647,3 +647,22 @@ def test_values_other_tools_store_still_print_as_json(swarm: memgang.Swarm) -> N
 def test_ttl_must_be_a_finite_positive_number(swarm: memgang.Swarm, bad: float) -> None:
     with pytest.raises(memgang.InvalidValue, match="ttl_s"):
         swarm.agent("a").write("x", 1, ttl_s=bad)
+
+
+def test_an_object_another_tool_broke_is_a_clear_error_and_does_not_sink_a_scoped_read(
+        swarm: memgang.Swarm, raw: redis.Redis, caplog: pytest.LogCaptureFixture) -> None:
+    me = swarm.agent("a")
+    broken, fine = me.write("broken", {"a": 1}), me.write("fine", {"a": 2})
+    for damage in ({"v": b"\xc1"}, {"ver": "not a number"}, {"df": "not json"}):
+        raw.hset(broken.key, mapping=damage)
+        with pytest.raises(memgang.InvalidValue, match="changed by something other") as caught:
+            me.read("broken")
+        assert caught.value.key == broken.key
+        with caplog.at_level("WARNING", logger="memgang"):
+            assert [o.key for o in swarm.read_scope()] == [fine.key]
+        assert broken.key in caplog.text
+        me.write("broken", {"a": 1})  # memgang's own write makes it whole again
+        assert me.read("broken").value == {"a": 1}  # type: ignore[union-attr]
+    raw.hdel(broken.key, "v")
+    with pytest.raises(memgang.InvalidValue, match="has no value"):
+        me.read("broken")

@@ -233,7 +233,9 @@ class Swarm:
         most recently updated first, at most ``limit`` of them.
 
         Index entries of objects that expired or were deleted by other tools are pruned on
-        the way. Objects this reader may not see (readable_by, exclusive locks) are left out.
+        the way. Objects this reader may not see (readable_by, exclusive locks) are left out,
+        and so is an object another tool left undecodable (with a warning naming it; reading
+        it alone raises InvalidValue).
         """
         query = ScopeQuery(agent, group, context)
         ks = self.keys
@@ -284,7 +286,11 @@ class Swarm:
                 elif reply[0] in (scripts.FORBIDDEN, scripts.LOCKED):
                     continue  # not visible to this reader right now
                 else:
-                    obj = interpret_read(reply, k, reader)
+                    try:
+                        obj = interpret_read(reply, k, reader)
+                    except InvalidValue as exc:  # one object another tool broke: not all
+                        logging.getLogger("memgang").warning("read_scope skips %s", exc)
+                        continue
                     if obj is not None and query.matches(obj):
                         out.append(obj)
                     elif obj is not None:
