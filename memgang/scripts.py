@@ -49,18 +49,18 @@ _DEFINES = re.compile(r"^local function (\w+)", re.M)
 
 def _needed(helpers: str, body: str) -> str:
     """The blocks of a helper file (separated by blank lines) that ``body`` needs: a block
-    that defines ``local function NAME`` is kept only if NAME is used by the body or by a
+    that defines local functions is kept only if one of them is used by the body or by a
     kept block, every other block (constants, comments) always. Lua creates each local
     function anew on every call of a script, so an unused helper costs every call."""
     blocks = helpers.split("\n\n")
-    names = [m.group(1) if (m := _DEFINES.search(block)) else None for block in blocks]
-    keep = [name is None for name in names]
+    names = [_DEFINES.findall(block) for block in blocks]
+    keep = [not defined for defined in names]
     used = body
     changed = True
     while changed:
         changed = False
-        for i, name in enumerate(names):
-            if not keep[i] and re.search(rf"\b{name}\b", used):
+        for i, defined in enumerate(names):
+            if not keep[i] and any(re.search(rf"\b{name}\b", used) for name in defined):
                 keep[i] = changed = True
                 used += blocks[i]
     return "\n\n".join(block for block, k in zip(blocks, keep, strict=True) if k)
