@@ -46,6 +46,8 @@ local LK_COMPAT = {
 local LK_GRACE_MS = 60000
 -- a waiter re-checks at least every lease/2; it is abandoned after lease + this much silence
 local LK_WAITER_SLACK_MS = 2000
+-- lock_cancel.lua sweeps expired tombstones once they outnumber the queue by this much
+local LK_TOMBSTONE_SLACK = 32
 
 -- lock_acquired / lock_released / lock_expired, in the log and on the swarm's channel;
 -- "version" carries the fencing token (0 for read leases)

@@ -25,6 +25,7 @@
 -- ARGV[10] "1": do not queue (timeout 0); "" = queue if not grantable now
 -- ARGV[11] holder ids the caller's process holds on this name as this agent, comma
 --          separated ("" = none): the self-deadlock check looks only at these
+-- ARGV[12] "1": a re-check of a request this id already made; "" = a first request
 --
 -- Returns one of
 --   {0, token, lease_left_ms}        granted (token "" for read); on a re-check of a request
@@ -36,8 +37,10 @@
 --   {12, held_mode, blocker_agent}   the caller holds the name in held_mode (ARGV[11]) and
 --                                    this request would wait on that hold: refused, nothing
 --                                    queued
---   {14}                             the request was cancelled before it arrived (its
---                                    lock_cancel overtook it): nothing queued
+--   {14}                             nothing queued: the request was cancelled before it
+--                                    arrived (its lock_cancel overtook it), or it is a
+--                                    re-check whose entry is gone (cancelled, or dropped as
+--                                    abandoned): a waiter still waiting asks again afresh
 
 local id, agent, mode = ARGV[5], ARGV[6], ARGV[7]
 local lease = lk_lease_ms(ARGV[8])
@@ -55,6 +58,9 @@ if cancelled then  -- its cancel came first (lock_cancel.lua): nothing is queued
   return {14}
 end
 if not held and not entry then
+  -- a re-check never starts a request: one that arrives after its cancel (sent on another
+  -- connection by an interrupted caller) must not queue or take a lease nobody will release
+  if ARGV[12] == '1' then return {14} end
   local refusal = lk_self_deadlock(st, agent, mode, ARGV[11])
   if refusal then return refusal end
 end

@@ -7,6 +7,9 @@
 -- (not queued, not held), the cancel leaves a tombstone "cancelled|<until_ms>" under the
 -- waiter id in the waiters hash; lock_acquire.lua obeys it (queues and grants nothing,
 -- returns {14}) and removes it. The waiters hash is kept for at least LK_GRACE_MS after.
+-- (A late re-check needs no tombstone: lock_acquire never starts a request from one.)
+-- Tombstones whose request never comes (it was lost before it was sent) are dropped once
+-- past their time, whenever they outnumber the queue by LK_TOMBSTONE_SLACK.
 --
 -- KEYS[1]  lock holders (hash)            {s}/_lock/space/id
 -- KEYS[2]  lock queue (list of ids)       {s}/_lockq/space/id
@@ -32,6 +35,13 @@ if queued then redis.call('LREM', KEYS[2], 1, id) end
 local held = lk_release(st, id)
 if not queued and not held then
   redis.call('HSET', KEYS[3], id, 'cancelled|' .. dec(st.now + LK_GRACE_MS))
+  if redis.call('HLEN', KEYS[3]) > redis.call('LLEN', KEYS[2]) + LK_TOMBSTONE_SLACK then
+    local all = redis.call('HGETALL', KEYS[3])
+    for i = 1, #all, 2 do
+      local til = string.match(all[i + 1], '^cancelled|(%d+)$')
+      if til and tonumber(til) < st.now then redis.call('HDEL', KEYS[3], all[i]) end
+    end
+  end
   if redis.call('PTTL', KEYS[3]) < LK_GRACE_MS then
     redis.call('PEXPIRE', KEYS[3], LK_GRACE_MS)
   end

@@ -86,11 +86,12 @@ class LockCall:
     base: tuple[Any, ...]
 
     def acquire(self, waiter_id: str, agent: str, mode: str, lease_ms: int, wake: str,
-                try_only: bool, own: Sequence[str] = ()) -> list[Any]:
+                try_only: bool, own: Sequence[str] = (), recheck: bool = False) -> list[Any]:
         """``own``: holder ids this process holds on the name as ``agent`` (the only holds
-        a request can deadlock on, since they are not released while it waits)."""
+        a request can deadlock on, since they are not released while it waits);
+        ``recheck``: a re-check of the request ``waiter_id`` made (it never starts one)."""
         return [*self.base, waiter_id, agent, mode, lease_ms, wake, "1" if try_only else "",
-                ",".join(own)]
+                ",".join(own), "1" if recheck else ""]
 
     def renew(self, holder_id: str, lease_ms: int) -> list[Any]:
         return [*self.base, holder_id, lease_ms]

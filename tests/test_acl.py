@@ -91,3 +91,49 @@ def test_without_keyspace_channels_events_still_flow_with_a_warning(
             assert "will not be announced" in caplog.text
     finally:
         raw.execute_command("ACL", "DELUSER", user)
+
+
+def test_a_stream_whose_channel_is_revoked_raises_instead_of_waiting_forever(
+        raw: redis.Redis, url: str, caplog: pytest.LogCaptureFixture) -> None:
+    swarm_name = fresh_swarm_name("team")
+    user = f"u-{swarm_name}"
+    limited = _user(raw, url, user, f"~{{{swarm_name}}}*", f"&{{{swarm_name}}}*",
+                    "&__keyevent@*")
+    try:
+        with memgang.connect(limited) as gang:
+            swarm = gang.swarm(swarm_name)
+            got: list[str] = []
+            sub = swarm.subscribe(lambda e: got.append(e.type))
+            with swarm.events() as events:
+                swarm.agent("a").write("x", 1)
+                assert events.get(timeout_s=5) is not None
+                # the operator revokes the channel; the hub's connection drops and its
+                # re-subscription is refused
+                raw.execute_command("ACL", "SETUSER", user, "resetchannels", "&__keyevent@*")
+                raw.client_kill_filter(_type="pubsub", user=user)
+                with pytest.raises(memgang.NoPermission, match=swarm.keys.channel):
+                    events.get(timeout_s=10)
+            until(lambda: not sub.running, "the callback subscription to stop")
+            assert "stopped" in caplog.text
+    finally:
+        raw.execute_command("ACL", "DELUSER", user)
+
+
+def test_a_refused_reconnect_of_the_lock_wake_connection_backs_off(
+        raw: redis.Redis, url: str, team: tuple[str, str]) -> None:
+    home, limited = team
+    user = limited.split("://", 1)[1].split(":", 1)[0]
+    with memgang.connect(limited) as gang:
+        me = gang.swarm(home).agent("a")
+        holder = me.lock("doc")
+        holder.acquire()
+        # its wake connection can no longer be set up (CLIENT SETNAME refused) once killed
+        raw.execute_command("ACL", "SETUSER", user, "-client")
+        before = int(raw.info("stats")["total_connections_received"])
+        raw.client_kill_filter(_type="pubsub", user=user)
+        with pytest.raises(memgang.LockTimeout):
+            gang.swarm(home).agent("b").lock("a/doc", timeout_s=3).acquire()
+        opened = int(raw.info("stats")["total_connections_received"]) - before
+        assert opened < 50  # reconnects back off; a hot loop opened thousands here
+        raw.execute_command("ACL", "SETUSER", user, "+client")
+        holder.release()

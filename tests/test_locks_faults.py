@@ -279,3 +279,57 @@ def test_a_grant_read_late_from_its_wake_message_counts_its_lease_from_the_grant
     assert lost == [] and waiting.held
     assert holders(swarm, "shared/doc") == [("b", "write")]
     waiting.release()
+
+
+def test_failed_try_locks_leave_no_tombstones(swarm: memgang.Swarm, raw: redis.Redis) -> None:
+    # a try-lock that is answered "not now" has nothing queued: it sends no cancel, so it
+    # leaves no cancel tombstone behind (thousands of them would pile up on a busy name)
+    holder = swarm.agent("a").lock("shared/doc")
+    holder.acquire()
+    for _ in range(100):
+        with pytest.raises(memgang.LockTimeout):
+            swarm.agent("b").lock("shared/doc", timeout_s=0).acquire()
+    key = parse_full(swarm.agent("a").key("shared/doc"))
+    assert raw.hlen(swarm.keys.lock_waiters(key)) == 0
+    holder.release()
+
+
+def test_tombstones_of_requests_that_never_come_are_swept(
+        swarm: memgang.Swarm, gang: memgang.Gang, raw: redis.Redis) -> None:
+    key = parse_full(swarm.agent("a").key("doc"))
+    call = lock_call(swarm.keys, key, gang.settings.log_maxlen)
+    waiters = swarm.keys.lock_waiters(key)
+    for _ in range(40):  # cancels whose requests were lost before they were sent
+        gang.call("lock_cancel", list(call.keys), call.cancel(new_lock_id()))
+    assert raw.hlen(waiters) == 40
+    stale = {f: v.replace(v.split("|")[1], "1") for f, v in
+             ((f.decode(), v.decode()) for f, v in raw.hgetall(waiters).items())}
+    raw.hset(waiters, mapping=stale)  # ... and whose time has passed
+    gang.call("lock_cancel", list(call.keys), call.cancel(new_lock_id()))
+    assert raw.hlen(waiters) == 1  # only the newest, still within its time
+
+
+def test_a_recheck_that_arrives_after_its_cancel_queues_and_grants_nothing(
+        swarm: memgang.Swarm, gang: memgang.Gang) -> None:
+    key = parse_full(swarm.agent("a").key("shared/doc"))
+    call = lock_call(swarm.keys, key, gang.settings.log_maxlen)
+    wake = swarm.keys.wake("listener")
+    holder = swarm.agent("a").lock("shared/doc")
+    holder.acquire()
+    waiter = new_lock_id()
+
+    def ask(recheck: bool) -> Any:
+        reply = gang.call("lock_acquire", list(call.keys),
+                          call.acquire(waiter, "b", "write", 30_000, wake, False,
+                                       recheck=recheck))
+        return interpret_acquire(reply, name=key.full, agent="b", mode="write")
+
+    assert type(ask(False)).__name__ == "Queued"
+    # the caller is interrupted during a re-check; its cancel overtakes the re-check
+    assert interpret_cancel(gang.call("lock_cancel", list(call.keys), call.cancel(waiter))) \
+        is False
+    holder.release()
+    assert ask(True) is None  # the late re-check
+    assert holders(swarm, "shared/doc") == [] and queued(swarm, "shared/doc") == []
+    with swarm.agent("c").lock("shared/doc", timeout_s=0):
+        pass

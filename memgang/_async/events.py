@@ -43,6 +43,7 @@ from .._backends import (
     AsyncHandlers,
     AsyncMailbox,
     AsyncPubSubConn,
+    refuses_a_channel,
 )
 from ..errors import (
     ConnectionLost,
@@ -327,7 +328,9 @@ class AsyncEventHub:
         while not self._closed:
             try:
                 msg = await conn.read(_FOLLOW_S if tracker.pending else interval)
-            except redis.exceptions.NoPermissionError as exc:  # the reply to a (P)SUBSCRIBE
+            except redis.exceptions.NoPermissionError as exc:
+                if not refuses_a_channel(exc):
+                    raise  # not the reply to a (P)SUBSCRIBE: reconnect, with backoff
                 self._refused(str(exc))
                 continue
             if msg is None:
@@ -380,12 +383,15 @@ class AsyncEventHub:
         route = self.routes.get(name)
         if route is None or route.token != token:
             return
-        del self.routes[name]
+        self.routes.pop(name, None)  # (remove() may pop it too, under its lock)
         route.refused = detail
         route.ready.set()
         if route.keyevent:
             log.warning("cannot subscribe to %s (%s): expiries and changes made by other "
                         "tools will not be announced", name, detail)
+            return
+        for listener in route.live():  # a re-subscription refused: they must not wait on
+            listener.refused(NoPermission(f"subscribing to {name}", detail))
 
     def _confirmed(self, name: str) -> None:
         while self._expect:
@@ -542,6 +548,9 @@ class AsyncEventStream:
         self._started = False
         self._closed = False
         self._resync = False
+        # set by the hub when Redis's ACLs refused one of this stream's channels on a
+        # re-subscription: get() raises it instead of waiting forever for a channel
+        self.refusal: NoPermission | None = None
         self._stop = AsyncBackend.event()
         self._retry_s = BACKOFF_MIN_S
 
@@ -599,6 +608,11 @@ class AsyncEventStream:
         """Called by the hub: live delivery was interrupted; catch up once resubscribed."""
         self.mailbox.flag()
 
+    def refused(self, error: NoPermission) -> None:
+        """Called by the hub: Redis refused to subscribe one of this stream's channels."""
+        self.refusal = error
+        self.mailbox.flag()
+
     async def get(self, timeout_s: float | None = None) -> Event | None:
         """The next event; None on timeout or once the stream is closed. Raises EventGap
         (``on_gap="raise"``) in order, where events were lost."""
@@ -620,6 +634,8 @@ class AsyncEventStream:
             remaining = None if deadline is None else max(0.0, deadline - monotonic())
             if self._resync:
                 assert self._hub is not None
+                if self.refusal is not None:
+                    raise self.refusal
                 wait = 1.0 if remaining is None else min(remaining, 1.0)
                 if await self._hub.wait_ready([name for name, _ in self.routes], wait):
                     self._resync = False
@@ -765,6 +781,10 @@ class AsyncSubscription:
         while not stream.closed:
             try:
                 event = await stream.get()
+            except NoPermission as exc:  # Redis's ACLs no longer let it subscribe: stop
+                log.error("event subscription %r stopped: %s", self.handler, exc)
+                await stream.aclose()
+                return
             except Exception:  # a bug; keep the subscription alive
                 log.exception("event subscription: reading the next event failed")
                 await AsyncBackend.sleep(BACKOFF_MIN_S)

@@ -44,6 +44,7 @@ from .._backends import (
     SyncHandlers,
     SyncMailbox,
     SyncPubSubConn,
+    refuses_a_channel,
 )
 from ..errors import (
     ConnectionLost,
@@ -328,7 +329,9 @@ class SyncEventHub:
         while not self._closed:
             try:
                 msg = conn.read(_FOLLOW_S if tracker.pending else interval)
-            except redis.exceptions.NoPermissionError as exc:  # the reply to a (P)SUBSCRIBE
+            except redis.exceptions.NoPermissionError as exc:
+                if not refuses_a_channel(exc):
+                    raise  # not the reply to a (P)SUBSCRIBE: reconnect, with backoff
                 self._refused(str(exc))
                 continue
             if msg is None:
@@ -381,12 +384,15 @@ class SyncEventHub:
         route = self.routes.get(name)
         if route is None or route.token != token:
             return
-        del self.routes[name]
+        self.routes.pop(name, None)  # (remove() may pop it too, under its lock)
         route.refused = detail
         route.ready.set()
         if route.keyevent:
             log.warning("cannot subscribe to %s (%s): expiries and changes made by other "
                         "tools will not be announced", name, detail)
+            return
+        for listener in route.live():  # a re-subscription refused: they must not wait on
+            listener.refused(NoPermission(f"subscribing to {name}", detail))
 
     def _confirmed(self, name: str) -> None:
         while self._expect:
@@ -543,6 +549,9 @@ class SyncEventStream:
         self._started = False
         self._closed = False
         self._resync = False
+        # set by the hub when Redis's ACLs refused one of this stream's channels on a
+        # re-subscription: get() raises it instead of waiting forever for a channel
+        self.refusal: NoPermission | None = None
         self._stop = SyncBackend.event()
         self._retry_s = BACKOFF_MIN_S
 
@@ -600,6 +609,11 @@ class SyncEventStream:
         """Called by the hub: live delivery was interrupted; catch up once resubscribed."""
         self.mailbox.flag()
 
+    def refused(self, error: NoPermission) -> None:
+        """Called by the hub: Redis refused to subscribe one of this stream's channels."""
+        self.refusal = error
+        self.mailbox.flag()
+
     def get(self, timeout_s: float | None = None) -> Event | None:
         """The next event; None on timeout or once the stream is closed. Raises EventGap
         (``on_gap="raise"``) in order, where events were lost."""
@@ -621,6 +635,8 @@ class SyncEventStream:
             remaining = None if deadline is None else max(0.0, deadline - monotonic())
             if self._resync:
                 assert self._hub is not None
+                if self.refusal is not None:
+                    raise self.refusal
                 wait = 1.0 if remaining is None else min(remaining, 1.0)
                 if self._hub.wait_ready([name for name, _ in self.routes], wait):
                     self._resync = False
@@ -766,6 +782,10 @@ class SyncSubscription:
         while not stream.closed:
             try:
                 event = stream.get()
+            except NoPermission as exc:  # Redis's ACLs no longer let it subscribe: stop
+                log.error("event subscription %r stopped: %s", self.handler, exc)
+                stream.close()
+                return
             except Exception:  # a bug; keep the subscription alive
                 log.exception("event subscription: reading the next event failed")
                 SyncBackend.sleep(BACKOFF_MIN_S)

@@ -32,13 +32,20 @@ from typing import TYPE_CHECKING, Any
 import redis.exceptions
 
 from .. import scripts
-from .._backends import SyncBackend, SyncEvent, SyncHandle, SyncPubSubConn
+from .._backends import (
+    SyncBackend,
+    SyncEvent,
+    SyncHandle,
+    SyncPubSubConn,
+    refuses_a_channel,
+)
 from ..errors import (
     ConnectionLost,
     Error,
     LockError,
     LockLost,
     LockTimeout,
+    LockUpgradeRefused,
     NoPermission,
     ScriptError,
     lost_redis,
@@ -160,6 +167,8 @@ class SyncLockRuntime:
             del self._subscribed[channel]
             self.unregister("subscribe:" + channel)
             self._forget(self._conn)
+            if isinstance(exc, redis.exceptions.NoPermissionError):
+                raise NoPermission(f"subscribing to {channel}", str(exc)) from exc
             raise ConnectionLost(f"cannot subscribe to {channel}: {exc}") from exc
         return ready
 
@@ -260,10 +269,13 @@ class SyncLockRuntime:
                 if conn is None:
                     with self._subscribing:
                         conn = self._connection()
-                message = conn.read(min(left, READ_POLL_S))
-            except redis.exceptions.NoPermissionError as exc:  # the reply to a SUBSCRIBE
-                self._refused(str(exc))
-                continue
+                try:
+                    message = conn.read(min(left, READ_POLL_S))
+                except redis.exceptions.NoPermissionError as exc:
+                    if not refuses_a_channel(exc):
+                        raise  # not the reply to a SUBSCRIBE: the connection is unusable
+                    self._refused(str(exc))
+                    continue
             except (redis.exceptions.RedisError, OSError) as exc:
                 if self.closed:
                     return
@@ -518,12 +530,18 @@ class SyncLease:
             runtime.subscribe(wake)
         waiter_id = new_lock_id()
         waiter = runtime.register(waiter_id, wake)
-        args = self._call.acquire(waiter_id, self.agent, self.mode, self.lease_ms, wake,
-                                  try_only, runtime.own_holds(self.name, self.agent))
+        own = runtime.own_holds(self.name, self.agent)
+        first, again = (self._call.acquire(waiter_id, self.agent, self.mode, self.lease_ms, wake,
+                                           try_only, own, recheck=recheck)
+                        for recheck in (False, True))
         started = at = SyncBackend.monotonic()
         deadline = math.inf if self.timeout_s is None else started + self.timeout_s
+        # what Redis may hold of this request: "unknown" while a request is on its way,
+        # "queued" (or granted) once it said so, "none" once it said nothing is queued
+        at_redis = "unknown"
         try:
-            outcome = self._ask(args)
+            outcome = self._ask(first)
+            at_redis = "none" if outcome is None else "queued"
             while isinstance(outcome, Queued):
                 left = deadline - SyncBackend.monotonic()
                 if left <= 0:
@@ -537,14 +555,21 @@ class SyncLease:
                     waiter.recheck = False
                     waiter.event.clear()
                 at = SyncBackend.monotonic()
-                outcome = self._ask(args)
+                at_redis = "unknown"
+                outcome = self._ask(again)
+                if outcome is None:  # its entry is gone (dropped as abandoned): ask afresh
+                    outcome = self._ask(first)
+                at_redis = "none" if outcome is None else "queued"
             if not isinstance(outcome, Grant):
                 raise LockTimeout(self.name, mode=self.mode, timeout_s=self.timeout_s or 0.0)
-        except BaseException:
-            # even an interrupted first request may have reached Redis and been queued or
-            # granted there: withdraw it (giving back a grant), or it blocks the name for a
-            # whole lease with nobody to release it
-            self._cancel(waiter_id)
+        except BaseException as exc:
+            # a request that was interrupted on its way may still reach Redis (and its cancel
+            # may overtake it: lock_cancel then leaves a tombstone the request obeys); one
+            # that is queued, or was granted meanwhile, must be withdrawn, or it blocks the
+            # name for a whole lease with nobody to release it. A refused upgrade was
+            # answered: nothing of it is queued.
+            if at_redis != "none" and not isinstance(exc, LockUpgradeRefused):
+                self._cancel(waiter_id)
             raise
         finally:
             runtime.unregister(waiter_id)
