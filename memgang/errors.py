@@ -5,6 +5,7 @@
     Error
     ├── ConnectionLost            Redis unreachable or the connection dropped (wraps redis errors)
     ├── NoPermission              Redis's ACLs refused this connection's user (NOPERM)
+    ├── OutOfMemory               Redis is over its maxmemory and refuses writes (OOM)
     ├── InvalidKey                a swarm, space, id, group, context or tag name is malformed
     ├── InvalidValue              a value cannot be encoded, is too big or too deep, or a merge
     │                             was asked of something that is not a mapping
@@ -69,6 +70,16 @@ class NoPermission(Error, PermissionError):
 
     def __init__(self, doing: str, detail: str) -> None:
         super().__init__(f"{doing}: refused by Redis to this connection's user ({detail})")
+        self.doing = doing
+        self.detail = detail
+
+
+class OutOfMemory(Error):
+    """Redis is over its ``maxmemory`` and refuses writes (``maxmemory-policy noeviction``);
+    nothing of the operation was written (Redis refuses a script at its first write)."""
+
+    def __init__(self, doing: str, detail: str) -> None:
+        super().__init__(f"{doing}: Redis is out of memory and refuses writes ({detail})")
         self.doing = doing
         self.detail = detail
 
@@ -289,19 +300,33 @@ class ScriptError(Error):
         self.reply = reply
 
 
+def from_redis(doing: str, exc: redis.exceptions.RedisError, *, script: str = "") -> Error:
+    """The memgang error for a redis-py error met while ``doing`` something: NoPermission
+    (ACLs), OutOfMemory (maxmemory), ScriptError for any other error reply to ``script``,
+    and ConnectionLost for the rest (unreachable, dropped, timed out, read-only replica)."""
+    if isinstance(exc, redis.exceptions.NoPermissionError):
+        return NoPermission(doing, str(exc))
+    if isinstance(exc, redis.exceptions.ReadOnlyError):  # a replica, say, after a failover
+        return ConnectionLost(f"{doing}: Redis is read-only ({exc})")
+    if isinstance(exc, redis.exceptions.OutOfMemoryError) or (
+            isinstance(exc, redis.exceptions.ResponseError) and "maxmemory" in str(exc)):
+        return OutOfMemory(doing, str(exc))
+    if script and isinstance(exc, redis.exceptions.ResponseError):
+        return ScriptError(script, str(exc))
+    return ConnectionLost(f"{doing}: {exc}")
+
+
 @contextmanager
-def lost_redis(doing: str) -> Iterator[None]:
-    """Turn any redis-py error inside into ``ConnectionLost("<doing>: <error>")``, except a
-    refusal by Redis's ACLs, which is :class:`NoPermission`.
+def lost_redis(doing: str, *, script: str = "") -> Iterator[None]:
+    """Turn any redis-py error inside into the memgang error :func:`from_redis` names
+    (``ConnectionLost("<doing>: <error>")`` for a lost connection).
 
     A plain context manager, so the sync and the async shells share it (``with`` around an
     ``await`` works the same)."""
     try:
         yield
-    except redis.exceptions.NoPermissionError as exc:
-        raise NoPermission(doing, str(exc)) from exc
     except redis.exceptions.RedisError as exc:
-        raise ConnectionLost(f"{doing}: {exc}") from exc
+        raise from_redis(doing, exc, script=script) from exc
 
 
 __all__ = [
@@ -326,6 +351,7 @@ __all__ = [
     "ManualConflict",
     "NoPermission",
     "NotFound",
+    "OutOfMemory",
     "ScriptError",
     "ServerError",
     "StaleFence",

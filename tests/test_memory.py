@@ -666,3 +666,30 @@ def test_an_object_another_tool_broke_is_a_clear_error_and_does_not_sink_a_scope
     raw.hdel(broken.key, "v")
     with pytest.raises(memgang.InvalidValue, match="has no value"):
         me.read("broken")
+
+
+def test_a_full_redis_refuses_writes_whole_with_out_of_memory(
+        private_server: Any) -> None:
+    srv = private_server()
+    raw = redis.Redis.from_url(srv.url)
+    with memgang.connect(srv.url) as gang:
+        swarm = gang.swarm(fresh_swarm_name())
+        me = swarm.agent("a")
+        me.write("x", 1)
+        me.lock("x").acquire().release()
+        used = int(raw.info("memory")["used_memory"])
+        raw.config_set("maxmemory-policy", "noeviction")
+        raw.config_set("maxmemory", used // 2)  # over the limit, and nothing may be evicted
+        before = state_of(raw, swarm)
+        with pytest.raises(memgang.OutOfMemory, match="out of memory"):
+            me.write("x", 2)
+        with pytest.raises(memgang.OutOfMemory):
+            me.write_many({"y": 1, "z": 2})
+        with pytest.raises(memgang.OutOfMemory):
+            me.lock("x", timeout_s=0).acquire()
+        assert state_of(raw, swarm) == before  # nothing half-written, no event logged
+        obj = me.read("x")
+        assert obj is not None and obj.value == 1  # reads still work
+        raw.config_set("maxmemory", 0)
+        assert me.write("x", 2).version > obj.version
+    raw.close()

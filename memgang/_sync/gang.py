@@ -27,9 +27,7 @@ from ..errors import (
     InvalidValue,
     Locked,
     LockTimeout,
-    NoPermission,
     NotFound,
-    ScriptError,
     lost_redis,
 )
 from ..keys import SwarmKeys, validate_name
@@ -170,19 +168,9 @@ class Gang:
             raise ConnectionLost(f"flushing agent stats failed: {exc}") from exc
 
     def call(self, script: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """Run one script; redis-py errors become memgang errors."""
-        try:
+        """Run one script; redis-py errors become memgang errors (errors.from_redis)."""
+        with lost_redis(f"the {script} script", script=script):
             return self.scripts[script](keys=keys, args=args)
-        except redis.exceptions.ConnectionError as exc:
-            raise ConnectionLost(f"lost Redis during {script}: {exc}") from exc
-        except redis.exceptions.TimeoutError as exc:
-            raise ConnectionLost(f"Redis timed out during {script}: {exc}") from exc
-        except redis.exceptions.ReadOnlyError as exc:  # a replica, say, after a failover
-            raise ConnectionLost(f"Redis refused {script}: it is read-only ({exc})") from exc
-        except redis.exceptions.NoPermissionError as exc:  # ACLs: a key or channel not granted
-            raise NoPermission(script, str(exc)) from exc
-        except redis.exceptions.ResponseError as exc:
-            raise ScriptError(script, str(exc)) from exc
 
     def close(self) -> None:
         """Close the connections (and stop the embedded server this Gang started)."""
@@ -483,17 +471,11 @@ class AgentMemory:
             for i in range(0, len(pairs), _BATCH)
         ]
         write = self.gang.scripts["write"]
-        try:
+        with lost_redis("write_many", script="write"):
             with self.gang.client.pipeline(transaction=False) as pipe:
                 for plan in plans:
                     write(keys=plan.keys, args=plan.args, client=pipe)
                 replies = pipe.execute(raise_on_error=True)
-        except redis.exceptions.ConnectionError as exc:
-            raise ConnectionLost(f"lost Redis during write_many: {exc}") from exc
-        except redis.exceptions.NoPermissionError as exc:
-            raise NoPermission("write_many", str(exc)) from exc
-        except redis.exceptions.ResponseError as exc:
-            raise ScriptError("write", str(exc)) from exc
         refs: list[MemoryRef] = []
         first_error: Error | None = None
         for plan, reply in zip(plans, replies, strict=True):

@@ -45,9 +45,7 @@ from ..errors import (
     LockError,
     LockLost,
     LockTimeout,
-    LockUpgradeRefused,
     NoPermission,
-    ScriptError,
     lost_redis,
 )
 from ..keys import Key
@@ -536,12 +534,24 @@ class SyncLease:
                         for recheck in (False, True))
         started = at = SyncBackend.monotonic()
         deadline = math.inf if self.timeout_s is None else started + self.timeout_s
-        # what Redis may hold of this request: "unknown" while a request is on its way,
-        # "queued" (or granted) once it said so, "none" once it said nothing is queued
+        # what Redis may hold of this request: "unknown" while a first request is on its way,
+        # "queued" (or granted) once Redis said so, "none" once it said nothing is queued
         at_redis = "unknown"
+
+        def ask_first() -> Grant | Queued | None:
+            nonlocal at_redis
+            at_redis = "unknown"
+            try:
+                answer = self._ask(first)
+            except Error as exc:
+                if not isinstance(exc, ConnectionLost):  # an error reply: nothing was done
+                    at_redis = "none"
+                raise
+            at_redis = "none" if answer is None else "queued"
+            return answer
+
         try:
-            outcome = self._ask(first)
-            at_redis = "none" if outcome is None else "queued"
+            outcome = ask_first()
             while isinstance(outcome, Queued):
                 left = deadline - SyncBackend.monotonic()
                 if left <= 0:
@@ -555,20 +565,17 @@ class SyncLease:
                     waiter.recheck = False
                     waiter.event.clear()
                 at = SyncBackend.monotonic()
-                at_redis = "unknown"
-                outcome = self._ask(again)
+                outcome = self._ask(again)  # (a re-check never starts a request)
                 if outcome is None:  # its entry is gone (dropped as abandoned): ask afresh
-                    outcome = self._ask(first)
-                at_redis = "none" if outcome is None else "queued"
+                    outcome = ask_first()
             if not isinstance(outcome, Grant):
                 raise LockTimeout(self.name, mode=self.mode, timeout_s=self.timeout_s or 0.0)
-        except BaseException as exc:
+        except BaseException:
             # a request that was interrupted on its way may still reach Redis (and its cancel
             # may overtake it: lock_cancel then leaves a tombstone the request obeys); one
             # that is queued, or was granted meanwhile, must be withdrawn, or it blocks the
-            # name for a whole lease with nobody to release it. A refused upgrade was
-            # answered: nothing of it is queued.
-            if at_redis != "none" and not isinstance(exc, LockUpgradeRefused):
+            # name for a whole lease with nobody to release it
+            if at_redis != "none":
                 self._cancel(waiter_id)
             raise
         finally:
@@ -694,15 +701,12 @@ def lock_states(swarm: Swarm) -> list[LockState]:
         except Error:
             log.warning("ignoring a malformed lock name %r in %s", name, swarm.keys.lock_index)
     inspect = gang.scripts["lock_inspect"]
-    with lost_redis(f"inspecting the locks of {swarm.name} failed"):
+    with lost_redis(f"inspecting the locks of {swarm.name} failed", script="lock_inspect"):
         with gang.client.pipeline(transaction=False) as pipe:  # one round trip for all
             for key in names:
                 keys, args = inspect_keys(swarm.keys, key)
                 inspect(keys=keys, args=args, client=pipe)
-            try:
-                replies = pipe.execute(raise_on_error=True)
-            except redis.exceptions.ResponseError as exc:  # as Gang.call maps a script's error
-                raise ScriptError("lock_inspect", str(exc)) from exc
+            replies = pipe.execute(raise_on_error=True)
     states = [parse_inspect(key.full, reply) for key, reply in zip(names, replies, strict=True)]
     return [state for state in states if state.holders or state.queue]
 
