@@ -342,12 +342,6 @@ class SyncMailbox:
         return None if item is self._WAKE else item
 
 
-def refuses_a_channel(exc: redis.exceptions.NoPermissionError) -> bool:
-    """True if Redis's ACLs refused a channel (the error reply to a (P)SUBSCRIBE on a
-    pub/sub connection), not a command or the connection's own setup."""
-    return "channel" in str(exc)
-
-
 def _pubsub_kwargs(pool: Any, timeout_s: float, retry: Any, name: str) -> dict[str, Any]:
     kwargs = dict(pool.connection_kwargs)
     kwargs.update(health_check_interval=0, socket_timeout=timeout_s, protocol=2, retry=retry,

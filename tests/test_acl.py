@@ -137,3 +137,22 @@ def test_a_refused_reconnect_of_the_lock_wake_connection_backs_off(
         assert opened < 50  # reconnects back off; a hot loop opened thousands here
         raw.execute_command("ACL", "SETUSER", user, "+client")
         holder.release()
+
+
+def test_a_user_who_may_not_subscribe_at_all_gets_no_permission_at_once(
+        raw: redis.Redis, url: str) -> None:
+    swarm_name = fresh_swarm_name("team")
+    user = f"u-{swarm_name}"
+    limited = _user(raw, url, user, "-subscribe", f"~{{{swarm_name}}}*", f"&{{{swarm_name}}}*")
+    try:
+        with memgang.connect(limited) as gang:
+            swarm = gang.swarm(swarm_name)
+            before = int(raw.info("stats")["total_connections_received"])
+            with pytest.raises(memgang.NoPermission, match="subscribe"):
+                swarm.events().get(timeout_s=5)
+            with pytest.raises(memgang.NoPermission, match="subscribe"):
+                swarm.agent("a").lock("doc", timeout_s=5).acquire()
+            swarm.agent("a").write("x", 1)  # what it may do still works
+            assert int(raw.info("stats")["total_connections_received"]) - before < 10
+    finally:
+        raw.execute_command("ACL", "DELUSER", user)

@@ -333,3 +333,67 @@ def test_a_recheck_that_arrives_after_its_cancel_queues_and_grants_nothing(
     assert holders(swarm, "shared/doc") == [] and queued(swarm, "shared/doc") == []
     with swarm.agent("c").lock("shared/doc", timeout_s=0):
         pass
+
+
+def test_a_refused_upgrade_sends_no_cancel_and_leaves_no_tombstone(
+        swarm: memgang.Swarm, raw: redis.Redis) -> None:
+    me = swarm.agent("a")
+    with me.lock("doc", "read"):
+        with pytest.raises(memgang.LockUpgradeRefused):
+            me.lock("doc", "exclusive", timeout_s=5).acquire()
+        key = parse_full(me.key("doc"))
+        assert raw.hlen(swarm.keys.lock_waiters(key)) == 0  # answered: nothing to withdraw
+
+
+def test_a_waiter_that_asks_afresh_never_takes_a_stale_wake_up_for_its_grant(
+        swarm: memgang.Swarm, monkeypatch: pytest.MonkeyPatch) -> None:
+    # b's process stalls: it reads its grant's wake-up only after the grant's lease has
+    # ended and c took the lock; b's re-check finds its entry gone and asks afresh. The
+    # stale wake-up must not pass for the new request's grant (b would believe it holds the
+    # lock while c does, and leave its new request queued with nobody to release it)
+    from memgang._sync import locks as sync_locks
+
+    held_back: list[Any] = []
+    dispatch, ask = sync_locks.SyncLockRuntime.dispatch, sync_locks.SyncLease._ask
+    stalled = threading.Event()
+
+    def late_dispatch(self: Any, message: Any) -> None:
+        if message[0] == b"message" and not held_back:
+            held_back.append(message)  # read late, below
+            return
+        dispatch(self, message)
+
+    def slow_ask(self: Any, args: list[Any]) -> Any:
+        if self.agent == "b" and args[-1] == "1" and held_back and not stalled.is_set():
+            stalled.set()
+            time.sleep(1.0)  # the stall: past the grant's 600 ms lease
+        out = ask(self, args)
+        if self.agent == "b" and args[-1] == "" and stalled.is_set() and held_back:
+            dispatch(sync_locks.runtime_for(self.gang), held_back.pop())  # the stale one
+        return out
+
+    monkeypatch.setattr(sync_locks.SyncLockRuntime, "dispatch", late_dispatch)
+    monkeypatch.setattr(sync_locks.SyncLease, "_ask", slow_ask)
+    first = swarm.agent("a").lock("shared/doc")
+    first.acquire()
+    waiting = swarm.agent("b").lock("shared/doc", lease_ms=600, timeout_s=20)
+    thread, out = in_thread(waiting.acquire)
+    until(lambda: queued(swarm, "shared/doc") == [("b", "write")], "b to queue")
+    first.release()  # b is granted; its wake-up is held back
+    until(lambda: holders(swarm, "shared/doc") == [], "b's unused grant to expire", 5)
+    third = swarm.agent("c").lock("shared/doc", timeout_s=0)
+    third.acquire()
+    until(lambda: stalled.is_set() and not held_back, "b to ask afresh and read the stale wake")
+    assert holders(swarm, "shared/doc") == [("c", "write")]
+    assert not waiting.held  # the stale wake-up was not taken for a grant
+    until(lambda: queued(swarm, "shared/doc") == [("b", "write")], "b to queue again")
+    third_token = third.token
+    third.release()
+    thread.join(20)
+    assert out == [waiting]
+    # b got the lock for real, after c, and holds exactly what Redis says
+    assert holders(swarm, "shared/doc") == [("b", "write")]
+    assert waiting.token is not None and third_token is not None
+    assert waiting.token > third_token
+    waiting.release()
+    assert holders(swarm, "shared/doc") == [] and queued(swarm, "shared/doc") == []

@@ -44,7 +44,6 @@ from .._backends import (
     SyncHandlers,
     SyncMailbox,
     SyncPubSubConn,
-    refuses_a_channel,
 )
 from ..errors import (
     ConnectionLost,
@@ -213,8 +212,9 @@ class SyncEventHub:
                 if route is not None and any(s is stream for s in route.live()):
                     route.listeners = [ref for ref in route.listeners
                                        if ref() is not stream and ref() is not None]
-                    if not route.listeners:
-                        gone.append(self.routes.pop(name))
+                    # (the reader may have popped a refused route meanwhile)
+                    if not route.listeners and (popped := self.routes.pop(name, None)):
+                        gone.append(popped)
             if stream.keyspace:
                 self.keyspace_users -= 1
                 if self.keyspace_users == 0:
@@ -273,6 +273,7 @@ class SyncEventHub:
 
     def _run(self) -> None:
         backoff = BACKOFF_MIN_S
+        up: float | None = None  # when the current connection started serving
         while not self._closed:
             conn = SyncPubSubConn(self.gang.client, max(10.0, 2 * self.ping_interval_s),
                                    "memgang-events")
@@ -291,11 +292,14 @@ class SyncEventHub:
                     log.warning("event hub reconnected to Redis; subscribers catch up from "
                                 "the log")
                 self.stats.connects += 1
-                backoff = BACKOFF_MIN_S
+                up = SyncBackend.monotonic()
                 self._read(conn)
             except _REDIS_ERRORS as exc:
                 if not self._closed:
                     log.warning("event hub lost Redis (%s); reconnecting", exc)
+            except redis.exceptions.ResponseError as exc:  # e.g. NOPERM for its PING
+                if not self._closed:
+                    log.warning("event hub: Redis refused it (%s); reconnecting", exc)
             except Exception:  # never let the reader die: log it and start over
                 if not self._closed:
                     log.exception("event hub: unexpected error; reconnecting")
@@ -304,6 +308,9 @@ class SyncEventHub:
             if self._closed:
                 break
             self.stats.disconnects += 1
+            if up is not None and SyncBackend.monotonic() - up > BACKOFF_MAX_S:
+                backoff = BACKOFF_MIN_S  # it had served a while: this is a fresh failure
+            up = None
             SyncBackend.wait_event(self._stop, backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
@@ -330,10 +337,10 @@ class SyncEventHub:
             try:
                 msg = conn.read(_FOLLOW_S if tracker.pending else interval)
             except redis.exceptions.NoPermissionError as exc:
-                if not refuses_a_channel(exc):
-                    raise  # not the reply to a (P)SUBSCRIBE: reconnect, with backoff
-                self._refused(str(exc))
-                continue
+                if not self._expect:
+                    raise  # no (P)SUBSCRIBE waits for its answer: reconnect, with backoff
+                self._refused(str(exc))  # the answer to the oldest one (the channel, or
+                continue                 # the command itself, refused by the ACLs)
             if msg is None:
                 if tracker.pending:
                     self._convert(tracker.flush())

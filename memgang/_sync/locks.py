@@ -32,20 +32,16 @@ from typing import TYPE_CHECKING, Any
 import redis.exceptions
 
 from .. import scripts
-from .._backends import (
-    SyncBackend,
-    SyncEvent,
-    SyncHandle,
-    SyncPubSubConn,
-    refuses_a_channel,
-)
+from .._backends import SyncBackend, SyncEvent, SyncHandle, SyncPubSubConn
 from ..errors import (
     ConnectionLost,
     Error,
     LockError,
     LockLost,
     LockTimeout,
+    LockUpgradeRefused,
     NoPermission,
+    OutOfMemory,
     lost_redis,
 )
 from ..keys import Key
@@ -270,9 +266,9 @@ class SyncLockRuntime:
                 try:
                     message = conn.read(min(left, READ_POLL_S))
                 except redis.exceptions.NoPermissionError as exc:
-                    if not refuses_a_channel(exc):
-                        raise  # not the reply to a SUBSCRIBE: the connection is unusable
-                    self._refused(str(exc))
+                    if not self._unconfirmed:
+                        raise  # no SUBSCRIBE waits for its answer: the connection is unusable
+                    self._refused(str(exc))  # the answer to the oldest SUBSCRIBE
                     continue
             except (redis.exceptions.RedisError, OSError) as exc:
                 if self.closed:
@@ -526,32 +522,36 @@ class SyncLease:
         try_only = self.timeout_s == 0
         if not try_only:
             runtime.subscribe(wake)
-        waiter_id = new_lock_id()
-        waiter = runtime.register(waiter_id, wake)
         own = runtime.own_holds(self.name, self.agent)
-        first, again = (self._call.acquire(waiter_id, self.agent, self.mode, self.lease_ms, wake,
-                                           try_only, own, recheck=recheck)
-                        for recheck in (False, True))
         started = at = SyncBackend.monotonic()
         deadline = math.inf if self.timeout_s is None else started + self.timeout_s
-        # what Redis may hold of this request: "unknown" while a first request is on its way,
-        # "queued" (or granted) once Redis said so, "none" once it said nothing is queued
-        at_redis = "unknown"
+        waiter_id = new_lock_id()
+        waiter = runtime.register(waiter_id, wake)
+        # what Redis may hold of the request: "unknown" while a new request is on its way (or
+        # was answered with an error that may follow a write), "queued" (or granted) once
+        # Redis said so, "none" once it said nothing is queued
+        at_redis = "none"
 
-        def ask_first() -> Grant | Queued | None:
-            nonlocal at_redis
+        def request(again: bool = False) -> Grant | Queued | None:
+            """A new request; asked ``again``, under a new waiter id, so that a wake-up still
+            on its way for the earlier id can never be taken for this one's grant."""
+            nonlocal waiter_id, waiter, at_redis
+            if again:
+                runtime.unregister(waiter_id)
+                waiter_id = new_lock_id()
+                waiter = runtime.register(waiter_id, wake)
             at_redis = "unknown"
             try:
-                answer = self._ask(first)
-            except Error as exc:
-                if not isinstance(exc, ConnectionLost):  # an error reply: nothing was done
-                    at_redis = "none"
+                answer = self._ask(self._call.acquire(
+                    waiter_id, self.agent, self.mode, self.lease_ms, wake, try_only, own))
+            except (NoPermission, OutOfMemory, LockUpgradeRefused):
+                at_redis = "none"  # refused before the script wrote anything
                 raise
             at_redis = "none" if answer is None else "queued"
             return answer
 
         try:
-            outcome = ask_first()
+            outcome = request()
             while isinstance(outcome, Queued):
                 left = deadline - SyncBackend.monotonic()
                 if left <= 0:
@@ -565,9 +565,11 @@ class SyncLease:
                     waiter.recheck = False
                     waiter.event.clear()
                 at = SyncBackend.monotonic()
-                outcome = self._ask(again)  # (a re-check never starts a request)
+                outcome = self._ask(self._call.acquire(  # never starts a request
+                    waiter_id, self.agent, self.mode, self.lease_ms, wake, try_only, own,
+                    recheck=True))
                 if outcome is None:  # its entry is gone (dropped as abandoned): ask afresh
-                    outcome = ask_first()
+                    outcome = request(again=True)
             if not isinstance(outcome, Grant):
                 raise LockTimeout(self.name, mode=self.mode, timeout_s=self.timeout_s or 0.0)
         except BaseException:
