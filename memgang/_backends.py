@@ -342,6 +342,13 @@ class SyncMailbox:
         return None if item is self._WAKE else item
 
 
+def refuses_a_subscribe(exc: redis.exceptions.NoPermissionError) -> bool:
+    """True if this NOPERM read on a pub/sub connection answers a (P)SUBSCRIBE: Redis's ACLs
+    refused the channel, or the command itself (not UNSUBSCRIBE, PING, ...)."""
+    text = str(exc)
+    return "channel" in text or "'subscribe'" in text or "'psubscribe'" in text
+
+
 def _pubsub_kwargs(pool: Any, timeout_s: float, retry: Any, name: str) -> dict[str, Any]:
     kwargs = dict(pool.connection_kwargs)
     kwargs.update(health_check_interval=0, socket_timeout=timeout_s, protocol=2, retry=retry,

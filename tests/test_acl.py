@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -154,5 +156,42 @@ def test_a_user_who_may_not_subscribe_at_all_gets_no_permission_at_once(
                 swarm.agent("a").lock("doc", timeout_s=5).acquire()
             swarm.agent("a").write("x", 1)  # what it may do still works
             assert int(raw.info("stats")["total_connections_received"]) - before < 10
+    finally:
+        raw.execute_command("ACL", "DELUSER", user)
+
+
+def test_a_refused_unsubscribe_is_not_taken_for_another_stream_s_subscribe(
+        raw: redis.Redis, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memgang import _backends
+
+    swarm_name = fresh_swarm_name("team")
+    user = f"u-{swarm_name}"
+    limited = _user(raw, url, user, "-unsubscribe", "~*", "&*")
+    read = _backends.SyncPubSubConn.read
+    stall = threading.Event()
+
+    def slow_read(self: Any, timeout_s: float) -> Any:
+        if stall.is_set():  # the reader is preempted: the next SUBSCRIBE is sent meanwhile
+            stall.clear()
+            time.sleep(0.3)
+        return read(self, timeout_s)
+
+    monkeypatch.setattr(_backends.SyncPubSubConn, "read", slow_read)
+    try:
+        with memgang.connect(limited) as gang:
+            a, b = gang.swarm(swarm_name), gang.swarm(fresh_swarm_name("other"))
+            with a.events() as keep:
+                with b.events():
+                    stall.set()
+                    a.agent("w").write("k", 1)  # the reader delivers it, then stalls
+                    assert keep.get(timeout_s=10) is not None
+                # closed while the reader stalls: its UNSUBSCRIBE is refused (NOPERM), and
+                # the next stream's SUBSCRIBE is pending when that answer is read
+                with b.events() as events:
+                    b.agent("w").write("k", 1)
+                    event = events.get(timeout_s=10)
+                    assert event is not None and event.type == "memory_updated"
+                a.agent("w").write("k", 2)
+                assert keep.get(timeout_s=10) is not None
     finally:
         raw.execute_command("ACL", "DELUSER", user)

@@ -43,6 +43,7 @@ from .._backends import (
     AsyncHandlers,
     AsyncMailbox,
     AsyncPubSubConn,
+    refuses_a_subscribe,
 )
 from ..errors import (
     ConnectionLost,
@@ -158,6 +159,9 @@ class AsyncEventHub:
         self._stop = AsyncBackend.event()
         self._keyspace_checked = False
         self._swarm_keys: dict[str, SwarmKeys] = {}
+        # the current connection had a subscription confirmed: its loss starts the
+        # reconnect backoff afresh (a connection refused at once keeps growing it)
+        self._served = False
 
     # -- listeners --------------------------------------------------------------------------------
     async def add(self, stream: AsyncEventStream, timeout_s: float) -> None:
@@ -272,7 +276,6 @@ class AsyncEventHub:
 
     async def _run(self) -> None:
         backoff = BACKOFF_MIN_S
-        up: float | None = None  # when the current connection started serving
         while not self._closed:
             conn = AsyncPubSubConn(self.gang.client, max(10.0, 2 * self.ping_interval_s),
                                    "memgang-events")
@@ -291,7 +294,7 @@ class AsyncEventHub:
                     log.warning("event hub reconnected to Redis; subscribers catch up from "
                                 "the log")
                 self.stats.connects += 1
-                up = AsyncBackend.monotonic()
+                self._served = False
                 await self._read(conn)
             except _REDIS_ERRORS as exc:
                 if not self._closed:
@@ -307,9 +310,9 @@ class AsyncEventHub:
             if self._closed:
                 break
             self.stats.disconnects += 1
-            if up is not None and AsyncBackend.monotonic() - up > BACKOFF_MAX_S:
-                backoff = BACKOFF_MIN_S  # it had served a while: this is a fresh failure
-            up = None
+            if self._served:  # Redis confirmed a subscription on it: a fresh failure
+                backoff = BACKOFF_MIN_S
+            self._served = False
             await AsyncBackend.wait_event(self._stop, backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
@@ -336,8 +339,8 @@ class AsyncEventHub:
             try:
                 msg = await conn.read(_FOLLOW_S if tracker.pending else interval)
             except redis.exceptions.NoPermissionError as exc:
-                if not self._expect:
-                    raise  # no (P)SUBSCRIBE waits for its answer: reconnect, with backoff
+                if not (self._expect and refuses_a_subscribe(exc)):
+                    raise  # not the answer to a pending (P)SUBSCRIBE: reconnect, with backoff
                 self._refused(str(exc))  # the answer to the oldest one (the channel, or
                 continue                 # the command itself, refused by the ACLs)
             if msg is None:
@@ -377,6 +380,7 @@ class AsyncEventHub:
                 await self._deliver(route, msg[2].decode(), msg[3])
         else:
             if kind in (b"subscribe", b"psubscribe"):
+                self._served = True
                 self._confirmed(msg[1].decode())
             await self._convert(self.tracker.flush())
 
@@ -401,6 +405,8 @@ class AsyncEventHub:
             listener.refused(NoPermission(f"subscribing to {name}", detail))
 
     def _confirmed(self, name: str) -> None:
+        if all(expected != name for expected, _ in self._expect):
+            return  # not one of ours (any more): leave the others waiting for theirs
         while self._expect:
             expected, token = self._expect.popleft()
             if expected == name:

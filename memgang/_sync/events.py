@@ -44,6 +44,7 @@ from .._backends import (
     SyncHandlers,
     SyncMailbox,
     SyncPubSubConn,
+    refuses_a_subscribe,
 )
 from ..errors import (
     ConnectionLost,
@@ -159,6 +160,9 @@ class SyncEventHub:
         self._stop = SyncBackend.event()
         self._keyspace_checked = False
         self._swarm_keys: dict[str, SwarmKeys] = {}
+        # the current connection had a subscription confirmed: its loss starts the
+        # reconnect backoff afresh (a connection refused at once keeps growing it)
+        self._served = False
 
     # -- listeners --------------------------------------------------------------------------------
     def add(self, stream: SyncEventStream, timeout_s: float) -> None:
@@ -273,7 +277,6 @@ class SyncEventHub:
 
     def _run(self) -> None:
         backoff = BACKOFF_MIN_S
-        up: float | None = None  # when the current connection started serving
         while not self._closed:
             conn = SyncPubSubConn(self.gang.client, max(10.0, 2 * self.ping_interval_s),
                                    "memgang-events")
@@ -292,7 +295,7 @@ class SyncEventHub:
                     log.warning("event hub reconnected to Redis; subscribers catch up from "
                                 "the log")
                 self.stats.connects += 1
-                up = SyncBackend.monotonic()
+                self._served = False
                 self._read(conn)
             except _REDIS_ERRORS as exc:
                 if not self._closed:
@@ -308,9 +311,9 @@ class SyncEventHub:
             if self._closed:
                 break
             self.stats.disconnects += 1
-            if up is not None and SyncBackend.monotonic() - up > BACKOFF_MAX_S:
-                backoff = BACKOFF_MIN_S  # it had served a while: this is a fresh failure
-            up = None
+            if self._served:  # Redis confirmed a subscription on it: a fresh failure
+                backoff = BACKOFF_MIN_S
+            self._served = False
             SyncBackend.wait_event(self._stop, backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
@@ -337,8 +340,8 @@ class SyncEventHub:
             try:
                 msg = conn.read(_FOLLOW_S if tracker.pending else interval)
             except redis.exceptions.NoPermissionError as exc:
-                if not self._expect:
-                    raise  # no (P)SUBSCRIBE waits for its answer: reconnect, with backoff
+                if not (self._expect and refuses_a_subscribe(exc)):
+                    raise  # not the answer to a pending (P)SUBSCRIBE: reconnect, with backoff
                 self._refused(str(exc))  # the answer to the oldest one (the channel, or
                 continue                 # the command itself, refused by the ACLs)
             if msg is None:
@@ -378,6 +381,7 @@ class SyncEventHub:
                 self._deliver(route, msg[2].decode(), msg[3])
         else:
             if kind in (b"subscribe", b"psubscribe"):
+                self._served = True
                 self._confirmed(msg[1].decode())
             self._convert(self.tracker.flush())
 
@@ -402,6 +406,8 @@ class SyncEventHub:
             listener.refused(NoPermission(f"subscribing to {name}", detail))
 
     def _confirmed(self, name: str) -> None:
+        if all(expected != name for expected, _ in self._expect):
+            return  # not one of ours (any more): leave the others waiting for theirs
         while self._expect:
             expected, token = self._expect.popleft()
             if expected == name:

@@ -32,7 +32,13 @@ from typing import TYPE_CHECKING, Any
 import redis.exceptions
 
 from .. import scripts
-from .._backends import SyncBackend, SyncEvent, SyncHandle, SyncPubSubConn
+from .._backends import (
+    SyncBackend,
+    SyncEvent,
+    SyncHandle,
+    SyncPubSubConn,
+    refuses_a_subscribe,
+)
 from ..errors import (
     ConnectionLost,
     Error,
@@ -266,8 +272,8 @@ class SyncLockRuntime:
                 try:
                     message = conn.read(min(left, READ_POLL_S))
                 except redis.exceptions.NoPermissionError as exc:
-                    if not self._unconfirmed:
-                        raise  # no SUBSCRIBE waits for its answer: the connection is unusable
+                    if not (self._unconfirmed and refuses_a_subscribe(exc)):
+                        raise  # not the answer to a pending SUBSCRIBE: reconnect, backing off
                     self._refused(str(exc))  # the answer to the oldest SUBSCRIBE
                     continue
             except (redis.exceptions.RedisError, OSError) as exc:
