@@ -18,20 +18,39 @@ from memgang.testing import fresh_swarm_name
 from _helpers import until
 
 
-def _user(raw: redis.Redis, url: str, name: str, *rules: str) -> str:
-    raw.execute_command("ACL", "SETUSER", name, "reset", "resetchannels", "on", ">pw", "+@all",
-                        *rules)
-    scheme, rest = url.split("://", 1)
-    return f"{scheme}://{name}:pw@{rest}"
+class Users:
+    """ACL users for one test, each limited to a fresh swarm; all deleted at teardown."""
+
+    def __init__(self, raw: redis.Redis, url: str) -> None:
+        self.raw, self.url, self.names = raw, url, []
+
+    def make(self, *rules: str, keyevents: bool = True) -> tuple[str, str, str]:
+        """(swarm, user, url) for a user with ``rules`` and its swarm's keys and channels
+        (``{swarm}`` in a rule is that swarm's hash tag)."""
+        swarm = fresh_swarm_name("team")
+        user = f"u-{swarm}"
+        tag = f"{{{swarm}}}"
+        scope = [f"~{tag}*", f"&{tag}*"] + (["&__keyevent@*"] if keyevents else [])
+        self.raw.execute_command("ACL", "SETUSER", user, "reset", "resetchannels", "on", ">pw",
+                                 "+@all", *scope, *(r.replace("{swarm}", tag) for r in rules))
+        self.names.append(user)
+        scheme, rest = self.url.split("://", 1)
+        return swarm, user, f"{scheme}://{user}:pw@{rest}"
 
 
 @pytest.fixture
-def team(raw: redis.Redis, url: str) -> Iterator[tuple[str, str]]:
+def users(raw: redis.Redis, url: str) -> Iterator[Users]:
+    made = Users(raw, url)
+    yield made
+    for name in made.names:
+        raw.execute_command("ACL", "DELUSER", name)
+
+
+@pytest.fixture
+def team(users: Users) -> tuple[str, str]:
     """(swarm, url of a user limited to that swarm's keys and channels)."""
-    swarm = fresh_swarm_name("team")
-    user = f"u-{swarm}"
-    yield swarm, _user(raw, url, user, f"~{{{swarm}}}*", f"&{{{swarm}}}*", "&__keyevent@*")
-    raw.execute_command("ACL", "DELUSER", user)
+    swarm, _, url = users.make()
+    return swarm, url
 
 
 def test_a_user_limited_to_its_swarm_is_refused_elsewhere_and_keeps_working_at_home(
@@ -79,52 +98,40 @@ def test_a_user_limited_to_its_swarm_is_refused_elsewhere_and_keeps_working_at_h
 
 
 def test_without_keyspace_channels_events_still_flow_with_a_warning(
-        raw: redis.Redis, url: str, caplog: pytest.LogCaptureFixture) -> None:
-    swarm_name = fresh_swarm_name("team")
-    user = f"u-{swarm_name}"
-    limited = _user(raw, url, user, f"~{{{swarm_name}}}*", f"&{{{swarm_name}}}*")
-    try:
-        with memgang.connect(limited) as gang, caplog.at_level(logging.WARNING):
-            swarm = gang.swarm(swarm_name)
-            with swarm.events() as events:
-                swarm.agent("a").write("x", 1)
-                event = events.get(timeout_s=5)
-                assert event is not None and event.type == "memory_updated"
-            assert "will not be announced" in caplog.text
-    finally:
-        raw.execute_command("ACL", "DELUSER", user)
+        users: Users, caplog: pytest.LogCaptureFixture) -> None:
+    swarm_name, _, limited = users.make(keyevents=False)
+    with memgang.connect(limited) as gang, caplog.at_level(logging.WARNING):
+        swarm = gang.swarm(swarm_name)
+        with swarm.events() as events:
+            swarm.agent("a").write("x", 1)
+            event = events.get(timeout_s=5)
+            assert event is not None and event.type == "memory_updated"
+        assert "will not be announced" in caplog.text
 
 
 def test_a_stream_whose_channel_is_revoked_raises_instead_of_waiting_forever(
-        raw: redis.Redis, url: str, caplog: pytest.LogCaptureFixture) -> None:
-    swarm_name = fresh_swarm_name("team")
-    user = f"u-{swarm_name}"
-    limited = _user(raw, url, user, f"~{{{swarm_name}}}*", f"&{{{swarm_name}}}*",
-                    "&__keyevent@*")
-    try:
-        with memgang.connect(limited) as gang:
-            swarm = gang.swarm(swarm_name)
-            got: list[str] = []
-            sub = swarm.subscribe(lambda e: got.append(e.type))
-            with swarm.events() as events:
-                swarm.agent("a").write("x", 1)
-                assert events.get(timeout_s=5) is not None
-                # the operator revokes the channel; the hub's connection drops and its
-                # re-subscription is refused
-                raw.execute_command("ACL", "SETUSER", user, "resetchannels", "&__keyevent@*")
-                raw.client_kill_filter(_type="pubsub", user=user)
-                with pytest.raises(memgang.NoPermission, match=swarm.keys.channel):
-                    events.get(timeout_s=10)
-            until(lambda: not sub.running, "the callback subscription to stop")
-            assert "stopped" in caplog.text
-    finally:
-        raw.execute_command("ACL", "DELUSER", user)
+        raw: redis.Redis, users: Users, caplog: pytest.LogCaptureFixture) -> None:
+    swarm_name, user, limited = users.make()
+    with memgang.connect(limited) as gang:
+        swarm = gang.swarm(swarm_name)
+        got: list[str] = []
+        sub = swarm.subscribe(lambda e: got.append(e.type))
+        with swarm.events() as events:
+            swarm.agent("a").write("x", 1)
+            assert events.get(timeout_s=5) is not None
+            # the operator revokes the channel; the hub's connection drops and its
+            # re-subscription is refused
+            raw.execute_command("ACL", "SETUSER", user, "resetchannels", "&__keyevent@*")
+            raw.client_kill_filter(_type="pubsub", user=user)
+            with pytest.raises(memgang.NoPermission, match=swarm.keys.channel):
+                events.get(timeout_s=10)
+        until(lambda: not sub.running, "the callback subscription to stop")
+        assert "stopped" in caplog.text
 
 
 def test_a_refused_reconnect_of_the_lock_wake_connection_backs_off(
-        raw: redis.Redis, url: str, team: tuple[str, str]) -> None:
-    home, limited = team
-    user = limited.split("://", 1)[1].split(":", 1)[0]
+        raw: redis.Redis, users: Users) -> None:
+    home, user, limited = users.make()
     with memgang.connect(limited) as gang:
         me = gang.swarm(home).agent("a")
         holder = me.lock("doc")
@@ -142,31 +149,24 @@ def test_a_refused_reconnect_of_the_lock_wake_connection_backs_off(
 
 
 def test_a_user_who_may_not_subscribe_at_all_gets_no_permission_at_once(
-        raw: redis.Redis, url: str) -> None:
-    swarm_name = fresh_swarm_name("team")
-    user = f"u-{swarm_name}"
-    limited = _user(raw, url, user, "-subscribe", f"~{{{swarm_name}}}*", f"&{{{swarm_name}}}*")
-    try:
-        with memgang.connect(limited) as gang:
-            swarm = gang.swarm(swarm_name)
-            before = int(raw.info("stats")["total_connections_received"])
-            with pytest.raises(memgang.NoPermission, match="subscribe"):
-                swarm.events().get(timeout_s=5)
-            with pytest.raises(memgang.NoPermission, match="subscribe"):
-                swarm.agent("a").lock("doc", timeout_s=5).acquire()
-            swarm.agent("a").write("x", 1)  # what it may do still works
-            assert int(raw.info("stats")["total_connections_received"]) - before < 10
-    finally:
-        raw.execute_command("ACL", "DELUSER", user)
+        raw: redis.Redis, users: Users) -> None:
+    swarm_name, _, limited = users.make("-subscribe")
+    with memgang.connect(limited) as gang:
+        swarm = gang.swarm(swarm_name)
+        before = int(raw.info("stats")["total_connections_received"])
+        with pytest.raises(memgang.NoPermission, match="subscribe"):
+            swarm.events().get(timeout_s=5)
+        with pytest.raises(memgang.NoPermission, match="subscribe"):
+            swarm.agent("a").lock("doc", timeout_s=5).acquire()
+        swarm.agent("a").write("x", 1)  # what it may do still works
+        assert int(raw.info("stats")["total_connections_received"]) - before < 10
 
 
 def test_a_refused_unsubscribe_is_not_taken_for_another_stream_s_subscribe(
-        raw: redis.Redis, url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        users: Users, monkeypatch: pytest.MonkeyPatch) -> None:
     from memgang import _backends
 
-    swarm_name = fresh_swarm_name("team")
-    user = f"u-{swarm_name}"
-    limited = _user(raw, url, user, "-unsubscribe", "~*", "&*")
+    swarm_name, _, limited = users.make("-unsubscribe", "~*", "&*")
     read = _backends.SyncPubSubConn.read
     stall = threading.Event()
 
@@ -177,21 +177,18 @@ def test_a_refused_unsubscribe_is_not_taken_for_another_stream_s_subscribe(
         return read(self, timeout_s)
 
     monkeypatch.setattr(_backends.SyncPubSubConn, "read", slow_read)
-    try:
-        with memgang.connect(limited) as gang:
-            a, b = gang.swarm(swarm_name), gang.swarm(fresh_swarm_name("other"))
-            with a.events() as keep:
-                with b.events():
-                    stall.set()
-                    a.agent("w").write("k", 1)  # the reader delivers it, then stalls
-                    assert keep.get(timeout_s=10) is not None
-                # closed while the reader stalls: its UNSUBSCRIBE is refused (NOPERM), and
-                # the next stream's SUBSCRIBE is pending when that answer is read
-                with b.events() as events:
-                    b.agent("w").write("k", 1)
-                    event = events.get(timeout_s=10)
-                    assert event is not None and event.type == "memory_updated"
-                a.agent("w").write("k", 2)
+    with memgang.connect(limited) as gang:
+        a, b = gang.swarm(swarm_name), gang.swarm(fresh_swarm_name("other"))
+        with a.events() as keep:
+            with b.events():
+                stall.set()
+                a.agent("w").write("k", 1)  # the reader delivers it, then stalls
                 assert keep.get(timeout_s=10) is not None
-    finally:
-        raw.execute_command("ACL", "DELUSER", user)
+            # closed while the reader stalls: its UNSUBSCRIBE is refused (NOPERM), and
+            # the next stream's SUBSCRIBE is pending when that answer is read
+            with b.events() as events:
+                b.agent("w").write("k", 1)
+                event = events.get(timeout_s=10)
+                assert event is not None and event.type == "memory_updated"
+            a.agent("w").write("k", 2)
+            assert keep.get(timeout_s=10) is not None
