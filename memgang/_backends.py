@@ -372,7 +372,15 @@ class AsyncPubSubConn:
         await self._conn.connect()  # type: ignore[no-untyped-call]
 
     async def send(self, *args: str) -> None:
-        await self._conn.send_command(*args, check_health=False)
+        # a connection that failed under its reader (redis-py dropped its streams) is not
+        # written to, nor silently reconnected without its subscriptions: the reader
+        # reconnects and subscribes everything again
+        if not self._conn.is_connected:
+            raise redis.exceptions.ConnectionError("the pub/sub connection is closed")
+        try:
+            await self._conn.send_command(*args, check_health=False)
+        except AttributeError as exc:  # its reader's failure dropped the streams meanwhile
+            raise redis.exceptions.ConnectionError("the pub/sub connection closed") from exc
 
     async def read(self, timeout_s: float) -> Any | None:
         """The next message (a list), or None if nothing arrived within ``timeout_s``."""
@@ -397,8 +405,8 @@ class SyncPubSubConn:
         self._conn.connect()
 
     def send(self, *args: str) -> None:
-        if self._closed:
-            raise redis.exceptions.ConnectionError("closed")
+        if self._closed or not self._conn.is_connected:
+            raise redis.exceptions.ConnectionError("the pub/sub connection is closed")
         self._conn.send_command(*args, check_health=False)
 
     def read(self, timeout_s: float) -> Any | None:

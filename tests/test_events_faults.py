@@ -277,3 +277,33 @@ def test_a_frozen_server_is_noticed_by_an_unanswered_ping(
     finally:
         writer.close()
         gang.close()
+
+
+def test_a_stream_closed_while_the_hub_s_connection_is_failing_closes_cleanly(url: str) -> None:
+    # the connection has failed under the hub's reader (redis-py dropped its streams) and the
+    # reader has not handled it yet when a stream is closed: its UNSUBSCRIBE must not crash
+    # the close (nor go out on a fresh connection without the other subscriptions)
+    async def main() -> list[str]:
+        gang = await memgang.aio.connect(url)
+        try:
+            swarm = gang.swarm(fresh_swarm_name())
+            keep = await swarm.events().start()
+            closing = await gang.swarm(fresh_swarm_name()).events().start()
+            hub = gang.events_hub
+            assert hub is not None and hub._conn is not None
+            # what a failed read leaves behind in redis-py before the hub's reader has seen
+            # the failure: the connection object without its stream writer
+            conn = hub._conn._conn
+            writer, conn._writer = conn._writer, None
+            try:
+                await closing.aclose()  # sends UNSUBSCRIBE on that connection
+            finally:
+                conn._writer = writer
+            await swarm.agent("a").write("k", 1)  # the hub reconnects; keep still gets it
+            event = await keep.get(timeout_s=10)
+            await keep.aclose()
+            return [event.type] if event else []
+        finally:
+            await gang.close()
+
+    assert asyncio.run(main()) == ["memory_updated"]
