@@ -749,22 +749,28 @@ def _sections(text: str) -> list[list[str]]:
     return sections
 
 
-def _sentence_groups(paragraph: str, target_words: int) -> list[str]:
-    """Cut a long paragraph between sentences into pieces of at most ``target_words`` words
-    (a single longer sentence stays whole)."""
+def _pack(pieces: list[str], target_words: int, sep: str) -> list[str]:
+    """Join consecutive ``pieces`` with ``sep`` into groups of at most ``target_words`` words,
+    in order (a single longer piece stays whole)."""
     groups: list[str] = []
     group: list[str] = []
     size = 0
-    for sentence in split_sentences(paragraph):
-        words = _words(sentence)
+    for piece in pieces:
+        words = _words(piece)
         if group and size + words > target_words:
-            groups.append(" ".join(group))
+            groups.append(sep.join(group))
             group, size = [], 0
-        group.append(sentence)
+        group.append(piece)
         size += words
     if group:
-        groups.append(" ".join(group))
+        groups.append(sep.join(group))
     return groups
+
+
+def _sentence_groups(paragraph: str, target_words: int) -> list[str]:
+    """Cut a long paragraph between sentences into pieces of at most ``target_words`` words
+    (a single longer sentence stays whole)."""
+    return _pack(split_sentences(paragraph), target_words, " ")
 
 
 def _chunk_section(paragraphs: list[str], target_words: int) -> list[str]:
@@ -776,19 +782,7 @@ def _chunk_section(paragraphs: list[str], target_words: int) -> list[str]:
             pieces.append(paragraph)
     if len(pieces) > 1 and _HEADING.match(pieces[0]):  # a heading goes with what follows
         pieces[:2] = [f"{pieces[0]}\n\n{pieces[1]}"]
-    chunks: list[str] = []
-    chunk: list[str] = []
-    size = 0
-    for piece in pieces:
-        words = _words(piece)
-        if chunk and size + words > target_words:
-            chunks.append("\n\n".join(chunk))
-            chunk, size = [], 0
-        chunk.append(piece)
-        size += words
-    if chunk:
-        chunks.append("\n\n".join(chunk))
-    return chunks
+    return _pack(pieces, target_words, "\n\n")
 
 
 def chunk_text(text: str, target_words: int = 250) -> list[str]:
