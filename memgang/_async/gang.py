@@ -229,7 +229,7 @@ class Swarm:
         ks = self.keys
         client = self.gang.client
         ranges = query.ranges(ks)
-        with lost_redis(f"scoped read of {self.name} failed"):
+        with lost_redis(f"scoped read of {self.name} failed"):  # every read below
             async with client.pipeline(transaction=False) as pipe:
                 if ranges:
                     for idx, low, high in ranges:
@@ -237,52 +237,50 @@ class Swarm:
                 else:
                     pipe.zrange(ks.idx_all, 0, -1)
                 found: list[Any] = await pipe.execute()
-        if ranges:
-            sets = [members_to_keys(members) for members in found]
-            keys = sorted(set.intersection(*sets))
-        else:
-            keys = [scripts.text(m) for m in found[0]]
-        out: list[MemoryObject] = []
-        stale: list[str] = []
-        if limit is not None and len(keys) > limit:
-            # newest first by each candidate's version (one plain HGET each, no script), so
-            # only about `limit` objects are read in full, not the whole scope
-            with lost_redis(f"scoped read of {self.name} failed"):
+            if ranges:
+                sets = [members_to_keys(members) for members in found]
+                keys = sorted(set.intersection(*sets))
+            else:
+                keys = [scripts.text(m) for m in found[0]]
+            out: list[MemoryObject] = []
+            stale: list[str] = []
+            if limit is not None and len(keys) > limit:
+                # newest first by each candidate's version (one plain HGET each, no script), so
+                # only about `limit` objects are read in full, not the whole scope
                 async with client.pipeline(transaction=False) as pipe:
                     for k in keys:
                         pipe.hget(k, "ver")
                     versions = await pipe.execute()
-            stale = [k for k, v in zip(keys, versions, strict=True) if v is None]
-            keys = [k for _, k in sorted(((int(v) if v.isdigit() else 0, k)
-                                          for k, v in zip(keys, versions, strict=True)
-                                          if v is not None), reverse=True)]
-        wanted = len(keys) if limit is None else limit
-        chunk = max(wanted, 16)
-        for start in range(0, len(keys), chunk):
-            if len(out) >= wanted:
-                break
-            part = keys[start:start + chunk]
-            with lost_redis(f"scoped read of {self.name} failed"):
+                stale = [k for k, v in zip(keys, versions, strict=True) if v is None]
+                keys = [k for _, k in sorted(((int(v) if v.isdigit() else 0, k)
+                                              for k, v in zip(keys, versions, strict=True)
+                                              if v is not None), reverse=True)]
+            wanted = len(keys) if limit is None else limit
+            chunk = max(wanted, 16)
+            for start in range(0, len(keys), chunk):
+                if len(out) >= wanted:
+                    break
+                part = keys[start:start + chunk]
                 async with client.pipeline(transaction=False) as pipe:
                     for k in part:
                         rk, args = read_call(ks, target(self.name, "_", k)[0], reader)
                         await self.gang.scripts["read"](keys=rk, args=args, client=pipe)
                     replies = await pipe.execute(raise_on_error=True)
-            for k, reply in zip(part, replies, strict=True):
-                if reply[0] == scripts.NOT_FOUND:
-                    stale.append(k)
-                elif reply[0] in (scripts.FORBIDDEN, scripts.LOCKED):
-                    continue  # not visible to this reader right now
-                else:
-                    try:
-                        obj = interpret_read(reply, k, reader)
-                    except InvalidValue as exc:  # one object another tool broke: not all
-                        logging.getLogger("memgang").warning("read_scope skips %s", exc)
-                        continue
-                    if obj is not None and query.matches(obj):
-                        out.append(obj)
-                    elif obj is not None:
-                        stale.append(k)  # an entry left by an earlier object at this key
+                for k, reply in zip(part, replies, strict=True):
+                    if reply[0] == scripts.NOT_FOUND:
+                        stale.append(k)
+                    elif reply[0] in (scripts.FORBIDDEN, scripts.LOCKED):
+                        continue  # not visible to this reader right now
+                    else:
+                        try:
+                            obj = interpret_read(reply, k, reader)
+                        except InvalidValue as exc:  # one object another tool broke: not all
+                            logging.getLogger("memgang").warning("read_scope skips %s", exc)
+                            continue
+                        if obj is not None and query.matches(obj):
+                            out.append(obj)
+                        elif obj is not None:
+                            stale.append(k)  # an entry left by an earlier object at this key
         for k in stale:
             await self.gang.call(  # a vanished object is announced once (lua/prune.lua)
                 "prune", *prune_call(ks, k, "memory_expired", "vanished",

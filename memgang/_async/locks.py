@@ -47,6 +47,7 @@ from ..errors import (
     LockUpgradeRefused,
     NoPermission,
     OutOfMemory,
+    from_redis,
     lost_redis,
 )
 from ..keys import Key
@@ -166,8 +167,8 @@ class AsyncLockRuntime:
             del self._subscribed[channel]
             self.unregister("subscribe:" + channel)
             await self._forget(self._conn)
-            if isinstance(exc, redis.exceptions.NoPermissionError):
-                raise NoPermission(f"subscribing to {channel}", str(exc)) from exc
+            if isinstance(exc, redis.exceptions.RedisError):
+                raise from_redis(f"cannot subscribe to {channel}", exc) from exc
             raise ConnectionLost(f"cannot subscribe to {channel}: {exc}") from exc
         return ready
 
@@ -320,11 +321,9 @@ class AsyncLockRuntime:
             self.recheck(channel)  # a re-subscription: grants may have been missed meanwhile
 
     def _refused(self, detail: str) -> None:
-        """Redis's ACLs refused the oldest unconfirmed SUBSCRIBE: forget that channel (it is
-        not subscribed again on reconnect) and tell whoever waits for it why."""
-        if not self._unconfirmed:
-            log.warning("lock-wake connection: Redis refused something unasked: %s", detail)
-            return
+        """Redis's ACLs refused the oldest unconfirmed SUBSCRIBE (the caller checked there is
+        one): forget that channel (it is not subscribed again on reconnect) and tell whoever
+        waits for it why."""
         channel = self._unconfirmed.popleft()
         ready = self._subscribed.pop(channel, None)
         if ready is not None:
@@ -537,6 +536,10 @@ class AsyncLease:
         # Redis said so, "none" once it said nothing is queued
         at_redis = "none"
 
+        def args(recheck: bool = False) -> list[Any]:
+            return self._call.acquire(waiter_id, self.agent, self.mode, self.lease_ms, wake,
+                                      try_only, own, recheck=recheck)
+
         async def request(again: bool = False) -> Grant | Queued | None:
             """A new request; asked ``again``, under a new waiter id, so that a wake-up still
             on its way for the earlier id can never be taken for this one's grant."""
@@ -547,8 +550,7 @@ class AsyncLease:
                 waiter = runtime.register(waiter_id, wake)
             at_redis = "unknown"
             try:
-                answer = await self._ask(self._call.acquire(
-                    waiter_id, self.agent, self.mode, self.lease_ms, wake, try_only, own))
+                answer = await self._ask(args())
             except (NoPermission, OutOfMemory, LockUpgradeRefused):
                 at_redis = "none"  # refused before the script wrote anything
                 raise
@@ -570,9 +572,7 @@ class AsyncLease:
                     waiter.recheck = False
                     waiter.event.clear()
                 at = AsyncBackend.monotonic()
-                outcome = await self._ask(self._call.acquire(  # never starts a request
-                    waiter_id, self.agent, self.mode, self.lease_ms, wake, try_only, own,
-                    recheck=True))
+                outcome = await self._ask(args(recheck=True))  # never starts a request
                 if outcome is None:  # its entry is gone (dropped as abandoned): ask afresh
                     outcome = await request(again=True)
             if not isinstance(outcome, Grant):

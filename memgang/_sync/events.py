@@ -386,11 +386,9 @@ class SyncEventHub:
             self._convert(self.tracker.flush())
 
     def _refused(self, detail: str) -> None:
-        """Redis's ACLs refused the oldest (P)SUBSCRIBE still unconfirmed: drop its route (it
-        is not subscribed again on reconnect) and tell whoever waits for it why."""
-        if not self._expect:
-            log.warning("event hub: Redis refused something unasked: %s", detail)
-            return
+        """Redis's ACLs refused the oldest (P)SUBSCRIBE still unconfirmed (the caller checked
+        there is one): drop its route (it is not subscribed again on reconnect) and tell
+        whoever waits for it why."""
         name, token = self._expect.popleft()
         route = self.routes.get(name)
         if route is None or route.token != token:

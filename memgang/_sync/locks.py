@@ -48,6 +48,7 @@ from ..errors import (
     LockUpgradeRefused,
     NoPermission,
     OutOfMemory,
+    from_redis,
     lost_redis,
 )
 from ..keys import Key
@@ -167,8 +168,8 @@ class SyncLockRuntime:
             del self._subscribed[channel]
             self.unregister("subscribe:" + channel)
             self._forget(self._conn)
-            if isinstance(exc, redis.exceptions.NoPermissionError):
-                raise NoPermission(f"subscribing to {channel}", str(exc)) from exc
+            if isinstance(exc, redis.exceptions.RedisError):
+                raise from_redis(f"cannot subscribe to {channel}", exc) from exc
             raise ConnectionLost(f"cannot subscribe to {channel}: {exc}") from exc
         return ready
 
@@ -321,11 +322,9 @@ class SyncLockRuntime:
             self.recheck(channel)  # a re-subscription: grants may have been missed meanwhile
 
     def _refused(self, detail: str) -> None:
-        """Redis's ACLs refused the oldest unconfirmed SUBSCRIBE: forget that channel (it is
-        not subscribed again on reconnect) and tell whoever waits for it why."""
-        if not self._unconfirmed:
-            log.warning("lock-wake connection: Redis refused something unasked: %s", detail)
-            return
+        """Redis's ACLs refused the oldest unconfirmed SUBSCRIBE (the caller checked there is
+        one): forget that channel (it is not subscribed again on reconnect) and tell whoever
+        waits for it why."""
         channel = self._unconfirmed.popleft()
         ready = self._subscribed.pop(channel, None)
         if ready is not None:
@@ -538,6 +537,10 @@ class SyncLease:
         # Redis said so, "none" once it said nothing is queued
         at_redis = "none"
 
+        def args(recheck: bool = False) -> list[Any]:
+            return self._call.acquire(waiter_id, self.agent, self.mode, self.lease_ms, wake,
+                                      try_only, own, recheck=recheck)
+
         def request(again: bool = False) -> Grant | Queued | None:
             """A new request; asked ``again``, under a new waiter id, so that a wake-up still
             on its way for the earlier id can never be taken for this one's grant."""
@@ -548,8 +551,7 @@ class SyncLease:
                 waiter = runtime.register(waiter_id, wake)
             at_redis = "unknown"
             try:
-                answer = self._ask(self._call.acquire(
-                    waiter_id, self.agent, self.mode, self.lease_ms, wake, try_only, own))
+                answer = self._ask(args())
             except (NoPermission, OutOfMemory, LockUpgradeRefused):
                 at_redis = "none"  # refused before the script wrote anything
                 raise
@@ -571,9 +573,7 @@ class SyncLease:
                     waiter.recheck = False
                     waiter.event.clear()
                 at = SyncBackend.monotonic()
-                outcome = self._ask(self._call.acquire(  # never starts a request
-                    waiter_id, self.agent, self.mode, self.lease_ms, wake, try_only, own,
-                    recheck=True))
+                outcome = self._ask(args(recheck=True))  # never starts a request
                 if outcome is None:  # its entry is gone (dropped as abandoned): ask afresh
                     outcome = request(again=True)
             if not isinstance(outcome, Grant):
