@@ -199,7 +199,7 @@ def parse_wake(data: Any) -> tuple[str, Grant] | None:
         return None
 
 
-def granted_at(grant: Grant, queued: Queued | None, asked_at: float, woken_at: float) -> float:
+def granted_at(grant: Grant, queued: Queued, asked_at: float, woken_at: float) -> float:
     """The local (monotonic) time to count a wake message's grant from: never later than when
     the grant was made. ``queued`` was the reply to the request sent at ``asked_at``, so the
     server's clock read ``queued.server_ms`` at or after ``asked_at``; the grant, made
@@ -207,7 +207,7 @@ def granted_at(grant: Grant, queued: Queued | None, asked_at: float, woken_at: f
     that. A reader that was stalled before it read the message thus does not count the
     lease from the moment it woke up, and never believes in a lease Redis has already
     ended."""
-    if grant.granted_ms is None or queued is None:
+    if grant.granted_ms is None:
         return woken_at
     return min(woken_at, asked_at + (grant.granted_ms - queued.server_ms) / 1000)
 

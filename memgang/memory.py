@@ -198,7 +198,8 @@ def plan_write_many(
     if not items:
         raise InvalidValue("nothing to write")
     codec = settings.codec
-    pack = codec.pack_patch if on_conflict == "merge" else codec.pack
+    merge = on_conflict == "merge"
+    pack = codec.pack_patch if merge else codec.pack
     expected = "" if expected_version is None else expected_version
     derived = _refs(derived_from)
     token = "" if fence is None else fence
@@ -211,7 +212,6 @@ def plan_write_many(
         settings.log_maxlen, codec.max_bytes, ks.swarm, ks.channel, ",".join(resolve_ids),
         expected, derived, token,
     ]
-    merge = on_conflict == "merge"
     for key, value in items:
         keys += (key.full, ks.lock(key), ks.fence(key), ks.conflicts(key))
         packed = pack(value, key=key.full)
