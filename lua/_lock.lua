@@ -78,14 +78,21 @@ local function lk_load()
   return st
 end
 
--- A queued waiter's entry, or nil if missing or malformed; and true if the entry is the
--- tombstone of a request cancelled before it arrived (lock_cancel.lua).
+-- The time (ms) until which a waiters-hash value is the tombstone of a request cancelled
+-- before it arrived ("cancelled|<until_ms>", lock_cancel.lua), or nil if it is not one.
+local function lk_tombstone_until(v)
+  local til = string.match(v, '^cancelled|(%d+)$')
+  return til and tonumber(til)
+end
+
+-- A queued waiter's entry, or nil if missing or malformed; and true if the entry is a
+-- tombstone.
 local function lk_waiter(id)
   local v = redis.call('HGET', KEYS[3], id)
   if not v then return nil end
   local mode, agent, lease, alive, wake = string.match(v, '^(%a+)|([^|]*)|(%d+)|(%d+)|(.*)$')
   if not (mode and LK_COMPAT[mode]) then
-    return nil, string.sub(v, 1, 10) == 'cancelled|'
+    return nil, lk_tombstone_until(v) ~= nil
   end
   return {id = id, mode = mode, agent = agent, lease = tonumber(lease), alive = tonumber(alive),
           wake = wake, stored = true}

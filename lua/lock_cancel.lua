@@ -38,8 +38,8 @@ if not queued and not held then
   if redis.call('HLEN', KEYS[3]) > redis.call('LLEN', KEYS[2]) + LK_TOMBSTONE_SLACK then
     local all = redis.call('HGETALL', KEYS[3])
     for i = 1, #all, 2 do
-      local til = string.match(all[i + 1], '^cancelled|(%d+)$')
-      if til and tonumber(til) < st.now then redis.call('HDEL', KEYS[3], all[i]) end
+      local til = lk_tombstone_until(all[i + 1])
+      if til and til < st.now then redis.call('HDEL', KEYS[3], all[i]) end
     end
   end
   if redis.call('PTTL', KEYS[3]) < LK_GRACE_MS then
