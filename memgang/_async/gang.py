@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.exceptions
 
 from .. import scripts
-from .._backends import AsyncFunc, AsyncRedis, AsyncScript, AsyncThunk, P, async_no_retry
+from .._backends import AsyncFunc, AsyncRedis, AsyncThunk, P, async_no_retry
 from ..agent import AgentInfo
 from ..codec import Codec, dumps_json
 from ..config import Config, redact
@@ -27,6 +27,7 @@ from ..errors import (
     Locked,
     LockTimeout,
     NotFound,
+    from_redis,
     lost_redis,
 )
 from ..keys import SwarmKeys, validate_name
@@ -55,6 +56,7 @@ from . import presence as _presence
 from .events import AsyncEventHub, AsyncEventStream, AsyncHandler, AsyncSubscription
 from .events import subscribe as _subscribe
 from .locks import AsyncLease, AsyncLockRuntime, OnLost, lock_states
+from .wire import AsyncWire
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -113,9 +115,7 @@ class Gang:
         self.server = server
         self.codec = Codec(config.max_value_bytes, config.max_depth)
         self.settings = Settings(self.codec, config.log_maxlen)
-        self.scripts: dict[str, AsyncScript] = {
-            name: client.register_script(src) for name, src in scripts.sources().items()
-        }
+        self.wire = AsyncWire(client)  # every script call goes this way (memgang._async.wire)
         # every agent's counters, by (swarm, agent): close() flushes what is pending
         self.stats: dict[tuple[str, str], Stats] = {}
         # lock-wake listener and lease watchdog, started by the first lock (memgang.locks)
@@ -168,8 +168,23 @@ class Gang:
 
     async def call(self, script: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run one script; redis-py errors become memgang errors (errors.from_redis)."""
-        with lost_redis(f"the {script} script", script=script):
-            return await self.scripts[script](keys=keys, args=args)
+        try:
+            return await self.wire.call(script, keys, args)
+        except redis.exceptions.RedisError as exc:
+            raise from_redis(f"the {script} script", exc, script=script) from exc
+
+    async def call_many(self, script: str, calls: Iterable[tuple[Sequence[Any], Sequence[Any]]]
+                        ) -> list[Any]:
+        """Run ``script`` once per (keys, args), pipelined in one round trip; the replies in
+        order. An error reply is raised (as :meth:`call` does) once every call has run."""
+        try:
+            replies = await self.wire.run([(script, keys, args) for keys, args in calls])
+            for reply in replies:
+                if isinstance(reply, redis.exceptions.RedisError):
+                    raise reply
+        except redis.exceptions.RedisError as exc:
+            raise from_redis(f"the {script} script", exc, script=script) from exc
+        return replies
 
     async def close(self) -> None:
         """Close the connections (and stop the embedded server this Gang started)."""
@@ -180,6 +195,7 @@ class Gang:
                 await self.events_hub.close()
             with contextlib.suppress(Error):
                 await self.flush_stats()
+            await self.wire.aclose()
             await self.client.aclose()
         finally:
             if self.server is not None:
@@ -261,11 +277,8 @@ class Swarm:
                 if len(out) >= wanted:
                     break
                 part = keys[start:start + chunk]
-                async with client.pipeline(transaction=False) as pipe:
-                    for k in part:
-                        rk, args = read_call(ks, target(self.name, "_", k)[0], reader)
-                        await self.gang.scripts["read"](keys=rk, args=args, client=pipe)
-                    replies = await pipe.execute(raise_on_error=True)
+                replies = await self.gang.call_many(
+                    "read", [read_call(ks, target(self.name, "_", k)[0], reader) for k in part])
                 for k, reply in zip(part, replies, strict=True):
                     if reply[0] == scripts.NOT_FOUND:
                         stale.append(k)
@@ -467,12 +480,7 @@ class AgentMemory:
                             self.name, **options)
             for i in range(0, len(pairs), _BATCH)
         ]
-        write = self.gang.scripts["write"]
-        with lost_redis("write_many", script="write"):
-            async with self.gang.client.pipeline(transaction=False) as pipe:
-                for plan in plans:
-                    await write(keys=plan.keys, args=plan.args, client=pipe)
-                replies = await pipe.execute(raise_on_error=True)
+        replies = await self.gang.call_many("write", [(plan.keys, plan.args) for plan in plans])
         refs: list[MemoryRef] = []
         first_error: Error | None = None
         for plan, reply in zip(plans, replies, strict=True):

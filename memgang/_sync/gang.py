@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.exceptions
 
 from .. import scripts
-from .._backends import SyncFunc, SyncRedis, SyncScript, SyncThunk, P, sync_no_retry
+from .._backends import SyncFunc, SyncRedis, SyncThunk, P, sync_no_retry
 from ..agent import AgentInfo
 from ..codec import Codec, dumps_json
 from ..config import Config, redact
@@ -28,6 +28,7 @@ from ..errors import (
     Locked,
     LockTimeout,
     NotFound,
+    from_redis,
     lost_redis,
 )
 from ..keys import SwarmKeys, validate_name
@@ -56,6 +57,7 @@ from . import presence as _presence
 from .events import SyncEventHub, SyncEventStream, SyncHandler, SyncSubscription
 from .events import subscribe as _subscribe
 from .locks import SyncLease, SyncLockRuntime, OnLost, lock_states
+from .wire import SyncWire
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -114,9 +116,7 @@ class Gang:
         self.server = server
         self.codec = Codec(config.max_value_bytes, config.max_depth)
         self.settings = Settings(self.codec, config.log_maxlen)
-        self.scripts: dict[str, SyncScript] = {
-            name: client.register_script(src) for name, src in scripts.sources().items()
-        }
+        self.wire = SyncWire(client)  # every script call goes this way (memgang._async.wire)
         # every agent's counters, by (swarm, agent): close() flushes what is pending
         self.stats: dict[tuple[str, str], Stats] = {}
         # lock-wake listener and lease watchdog, started by the first lock (memgang.locks)
@@ -169,8 +169,23 @@ class Gang:
 
     def call(self, script: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run one script; redis-py errors become memgang errors (errors.from_redis)."""
-        with lost_redis(f"the {script} script", script=script):
-            return self.scripts[script](keys=keys, args=args)
+        try:
+            return self.wire.call(script, keys, args)
+        except redis.exceptions.RedisError as exc:
+            raise from_redis(f"the {script} script", exc, script=script) from exc
+
+    def call_many(self, script: str, calls: Iterable[tuple[Sequence[Any], Sequence[Any]]]
+                        ) -> list[Any]:
+        """Run ``script`` once per (keys, args), pipelined in one round trip; the replies in
+        order. An error reply is raised (as :meth:`call` does) once every call has run."""
+        try:
+            replies = self.wire.run([(script, keys, args) for keys, args in calls])
+            for reply in replies:
+                if isinstance(reply, redis.exceptions.RedisError):
+                    raise reply
+        except redis.exceptions.RedisError as exc:
+            raise from_redis(f"the {script} script", exc, script=script) from exc
+        return replies
 
     def close(self) -> None:
         """Close the connections (and stop the embedded server this Gang started)."""
@@ -181,6 +196,7 @@ class Gang:
                 self.events_hub.close()
             with contextlib.suppress(Error):
                 self.flush_stats()
+            self.wire.close()
             self.client.close()
         finally:
             if self.server is not None:
@@ -262,11 +278,8 @@ class Swarm:
                 if len(out) >= wanted:
                     break
                 part = keys[start:start + chunk]
-                with client.pipeline(transaction=False) as pipe:
-                    for k in part:
-                        rk, args = read_call(ks, target(self.name, "_", k)[0], reader)
-                        self.gang.scripts["read"](keys=rk, args=args, client=pipe)
-                    replies = pipe.execute(raise_on_error=True)
+                replies = self.gang.call_many(
+                    "read", [read_call(ks, target(self.name, "_", k)[0], reader) for k in part])
                 for k, reply in zip(part, replies, strict=True):
                     if reply[0] == scripts.NOT_FOUND:
                         stale.append(k)
@@ -468,12 +481,7 @@ class AgentMemory:
                             self.name, **options)
             for i in range(0, len(pairs), _BATCH)
         ]
-        write = self.gang.scripts["write"]
-        with lost_redis("write_many", script="write"):
-            with self.gang.client.pipeline(transaction=False) as pipe:
-                for plan in plans:
-                    write(keys=plan.keys, args=plan.args, client=pipe)
-                replies = pipe.execute(raise_on_error=True)
+        replies = self.gang.call_many("write", [(plan.keys, plan.args) for plan in plans])
         refs: list[MemoryRef] = []
         first_error: Error | None = None
         for plan, reply in zip(plans, replies, strict=True):

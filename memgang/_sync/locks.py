@@ -708,13 +708,8 @@ def lock_states(swarm: Swarm) -> list[LockState]:
             names.append(target(swarm.name, "_", name)[0])
         except Error:
             log.warning("ignoring a malformed lock name %r in %s", name, swarm.keys.lock_index)
-    inspect = gang.scripts["lock_inspect"]
-    with lost_redis(f"inspecting the locks of {swarm.name} failed", script="lock_inspect"):
-        with gang.client.pipeline(transaction=False) as pipe:  # one round trip for all
-            for key in names:
-                keys, args = inspect_keys(swarm.keys, key)
-                inspect(keys=keys, args=args, client=pipe)
-            replies = pipe.execute(raise_on_error=True)
+    replies = gang.call_many("lock_inspect",  # one round trip for all
+                                   [inspect_keys(swarm.keys, key) for key in names])
     states = [parse_inspect(key.full, reply) for key, reply in zip(names, replies, strict=True)]
     return [state for state in states if state.holders or state.queue]
 

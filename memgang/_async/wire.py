@@ -1,0 +1,166 @@
+"""memgang's own path for its Lua scripts: EVALSHA straight on a connection.
+
+Every memgang operation is one script call (or a pipelined batch of them), and redis-py's
+generic command path cost more client CPU than the call itself: its pool's bookkeeping and
+metrics, the retry wrapper, argument re-packing in Python, ``Script`` objects. On this path
+a call is hiredis's ``pack_command``, one send, one hiredis-parsed reply:
+
+- connections are built from the client's pool settings (URL, TLS, password, db, timeouts)
+  and kept in a LIFO free list; one that was idle for ``IDLE_S`` is replaced, and one that
+  shows data or EOF before use (the server closed it, or Redis restarted) is reconnected;
+- a connection that failed, timed out or was interrupted (cancelled, KeyboardInterrupt)
+  between send and reply is closed, never reused: its next reply would answer someone
+  else's call;
+- a NOSCRIPT reply (SCRIPT FLUSH, a restarted Redis without persistence) loads the script
+  on the same connection and sends again the calls it refused, in their order; a call
+  refused with NOSCRIPT never ran, so nothing runs twice;
+- after a fork, the child opens its own connections and never touches its parent's.
+
+Error replies are raised as redis-py's exceptions (``run`` returns them in place), so the
+callers map them to memgang errors exactly as before (:func:`memgang.errors.from_redis`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import hiredis
+import redis
+
+from .. import scripts
+from .._backends import AsyncBackend, AsyncRedis
+
+IDLE_S = 30.0  # as the client's health_check_interval: older idle connections are replaced
+
+#: One script call: (script name, keys, args).
+Call = tuple[str, Sequence[Any], Sequence[Any]]
+
+
+def _command(*parts: Any) -> bytes:
+    """One command in RESP, packed by hiredis (str, bytes, int and float arguments)."""
+    packed: bytes = hiredis.pack_command(parts)
+    return packed
+
+
+class AsyncWire:
+    """Runs memgang's scripts for one Gang (see the module docstring)."""
+
+    def __init__(self, client: AsyncRedis) -> None:
+        pool = client.connection_pool
+        self._connection_class = pool.connection_class
+        self._connection_kwargs = dict(pool.connection_kwargs)
+        self._sources = scripts.sources()
+        self._sha = {name: hashlib.sha1(src.encode()).hexdigest()
+                     for name, src in self._sources.items()}
+        self._idle: deque[tuple[Any, float]] = deque()
+        self._pid = os.getpid()
+        self.closed = False
+
+    def _pack(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
+        return _command("EVALSHA", self._sha[name], len(keys), *keys, *args)
+
+    async def call(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """The reply of one script call; an error reply is raised (redis-py's exception)."""
+        conn = await self._take()
+        try:
+            await conn.send_packed_command([self._pack(name, keys, args)], check_health=False)
+            try:
+                reply = await conn.read_response()
+            except redis.exceptions.NoScriptError:
+                reply = (await self._reload(conn, [(name, keys, args)]))[0]
+                if isinstance(reply, redis.exceptions.ResponseError):
+                    raise reply from None
+        except redis.exceptions.ResponseError:
+            await self._give(conn)  # an error reply leaves the connection in step
+            raise
+        except BaseException:
+            await conn.disconnect()
+            raise
+        await self._give(conn)
+        return reply
+
+    async def run(self, calls: Sequence[Call]) -> list[Any]:
+        """The replies of ``calls``, pipelined in one round trip, in order; an error reply is
+        returned in its place as redis-py's exception, not raised."""
+        if not calls:
+            return []
+        conn = await self._take()
+        try:
+            await conn.send_packed_command([self._pack(*c) for c in calls], check_health=False)
+            replies = [await self._reply(conn) for _ in calls]
+            refused = [i for i, r in enumerate(replies)
+                       if isinstance(r, redis.exceptions.NoScriptError)]
+            if refused:
+                again = await self._reload(conn, [calls[i] for i in refused])
+                for i, reply in zip(refused, again, strict=True):
+                    replies[i] = reply
+        except BaseException:
+            await conn.disconnect()
+            raise
+        await self._give(conn)
+        return replies
+
+    @staticmethod
+    async def _reply(conn: Any) -> Any:
+        try:
+            return await conn.read_response()
+        except redis.exceptions.ResponseError as exc:
+            return exc
+
+    async def _reload(self, conn: Any, calls: Sequence[Call]) -> list[Any]:
+        """Load the scripts of ``calls`` (all refused with NOSCRIPT) and send them again."""
+        names = sorted({name for name, _, _ in calls})
+        load = [_command("SCRIPT", "LOAD", self._sources[n]) for n in names]
+        await conn.send_packed_command(load + [self._pack(*c) for c in calls],
+                                       check_health=False)
+        loaded = [await self._reply(conn) for _ in names]
+        replies = [await self._reply(conn) for _ in calls]  # every reply read: in step
+        for reply in loaded:
+            if isinstance(reply, redis.exceptions.ResponseError):  # ACLs may refuse SCRIPT
+                raise reply
+        return replies
+
+    async def _take(self) -> Any:
+        """A connected connection of this process, in step with the server."""
+        if self.closed:
+            raise redis.exceptions.ConnectionError("this Gang is closed")
+        if os.getpid() != self._pid:  # forked: the parent's sockets are not ours to use
+            self._idle = deque()
+            self._pid = os.getpid()
+        now = AsyncBackend.monotonic()
+        while self._idle and self._idle[0][1] < now - IDLE_S:
+            await self._idle.popleft()[0].disconnect()
+        while self._idle:
+            used = self._idle.pop()[0]
+            try:
+                if not await used.can_read():  # nothing pending: no EOF, no stray reply
+                    return used
+            except (redis.exceptions.ConnectionError, OSError):
+                pass
+            await used.disconnect()
+        conn: Any = self._connection_class(**self._connection_kwargs)
+        try:
+            await conn.connect()
+        except BaseException:
+            await conn.disconnect()
+            raise
+        return conn
+
+    async def _give(self, conn: Any) -> None:
+        if self.closed:
+            await conn.disconnect()
+        else:
+            self._idle.append((conn, AsyncBackend.monotonic()))
+
+    async def aclose(self) -> None:
+        """Close the idle connections; calls still running close theirs when they end."""
+        self.closed = True
+        while self._idle:
+            await self._idle.pop()[0].disconnect()
+
+
+__all__ = ["AsyncWire", "Call"]
