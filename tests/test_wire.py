@@ -139,3 +139,38 @@ def test_a_closed_gang_refuses_calls(url: str) -> None:
     gang.close()
     with pytest.raises(memgang.ConnectionLost, match="closed"):
         me.write("x", 2)
+
+
+def test_the_pools_max_connections_bounds_the_wire_too(
+        private_server: Callable[..., EmbeddedServer]) -> None:
+    srv = private_server()
+
+    async def main() -> None:
+        gang = await memgang.aio.connect(srv.url, redis_options={"max_connections": 2})
+        try:
+            me = gang.swarm(fresh_swarm_name()).agent("a")
+            await me.write("x", 1)
+            srv.pause()
+            try:
+                busy = [asyncio.ensure_future(me.read("x")) for _ in range(2)]
+                await asyncio.sleep(0.2)  # both sent, each on its own connection
+                with pytest.raises(memgang.ConnectionLost, match="max_connections=2"):
+                    await me.read("x")
+            finally:
+                srv.resume()
+            for obj in await asyncio.gather(*busy):
+                assert obj is not None and obj.value == 1
+            assert (await me.write("x", 2)).version > 0  # the count went back down
+        finally:
+            await gang.close()
+
+    asyncio.run(main())
+
+
+def test_scripts_get_bytes_whatever_decode_responses_the_client_asks(url: str) -> None:
+    with memgang.connect(url, redis_options={"decode_responses": True}) as gang:
+        me = gang.swarm(fresh_swarm_name()).agent("a")
+        me.write("x", {"b": b"\xff\x00 raw"}, group="g")
+        obj = me.read("x")
+        assert obj is not None and obj.value == {"b": b"\xff\x00 raw"} and obj.group == "g"
+        assert [o.key for o in gang.swarm(me.swarm.name).read_scope(group="g")] == [obj.key]

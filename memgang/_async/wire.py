@@ -13,8 +13,12 @@ a call is hiredis's ``pack_command``, one send, one hiredis-parsed reply:
   else's call;
 - a NOSCRIPT reply (SCRIPT FLUSH, a restarted Redis without persistence) loads the script
   on the same connection and sends again the calls it refused, in their order; a call
-  refused with NOSCRIPT never ran, so nothing runs twice;
-- after a fork, the child opens its own connections and never touches its parent's.
+  refused with NOSCRIPT never ran, so nothing runs twice. In a pipeline, the refused calls
+  run after those that were not refused: only if another client loaded the script again
+  in the middle of the pipeline can a later call have run before an earlier refused one;
+- after a fork, the child opens its own connections and never touches its parent's;
+- the pool's ``max_connections`` bounds the connections open here too, and replies are
+  always bytes (a ``decode_responses`` asked for the client does not apply to scripts).
 
 Error replies are raised as redis-py's exceptions (``run`` returns them in place), so the
 callers map them to memgang errors exactly as before (:func:`memgang.errors.from_redis`).
@@ -22,6 +26,7 @@ callers map them to memgang errors exactly as before (:func:`memgang.errors.from
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections import deque
@@ -42,8 +47,20 @@ Call = tuple[str, Sequence[Any], Sequence[Any]]
 
 def _command(*parts: Any) -> bytes:
     """One command in RESP, packed by hiredis (str, bytes, int and float arguments)."""
-    packed: bytes = hiredis.pack_command(parts)
+    try:
+        packed: bytes = hiredis.pack_command(parts)
+    except TypeError as exc:  # a caller's bug: as redis-py says it, before anything is sent
+        kinds = sorted({type(p).__name__ for p in parts
+                        if not isinstance(p, (str, bytes, int, float)) or isinstance(p, bool)})
+        raise redis.exceptions.DataError(f"cannot send arguments of type {', '.join(kinds)}: "
+                                         f"{exc}") from exc
     return packed
+
+
+async def _discard(conn: Any) -> None:
+    """Close a connection that is not used again; a failure to close it changes nothing."""
+    with contextlib.suppress(Exception):
+        await conn.disconnect(nowait=True)
 
 
 class AsyncWire:
@@ -52,7 +69,10 @@ class AsyncWire:
     def __init__(self, client: AsyncRedis) -> None:
         pool = client.connection_pool
         self._connection_class = pool.connection_class
-        self._connection_kwargs = dict(pool.connection_kwargs)
+        self._connection_kwargs = {**pool.connection_kwargs, "decode_responses": False}
+        self._max = getattr(pool, "max_connections", None) or 2 ** 31
+        self._open = 0  # connections of this process made here and not closed yet
+        self._mutex = AsyncBackend.mutex()  # the free list and the count (threads, in sync)
         self._sources = scripts.sources()
         self._sha = {name: hashlib.sha1(src.encode()).hexdigest()
                      for name, src in self._sources.items()}
@@ -65,9 +85,10 @@ class AsyncWire:
 
     async def call(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """The reply of one script call; an error reply is raised (redis-py's exception)."""
+        packed = [self._pack(name, keys, args)]
         conn = await self._take()
         try:
-            await conn.send_packed_command([self._pack(name, keys, args)], check_health=False)
+            await conn.send_packed_command(packed, check_health=False)
             try:
                 reply = await conn.read_response()
             except redis.exceptions.NoScriptError:
@@ -78,7 +99,7 @@ class AsyncWire:
             await self._give(conn)  # an error reply leaves the connection in step
             raise
         except BaseException:
-            await conn.disconnect()
+            await self._drop(conn)
             raise
         await self._give(conn)
         return reply
@@ -88,9 +109,10 @@ class AsyncWire:
         returned in its place as redis-py's exception, not raised."""
         if not calls:
             return []
+        packed = [self._pack(*c) for c in calls]
         conn = await self._take()
         try:
-            await conn.send_packed_command([self._pack(*c) for c in calls], check_health=False)
+            await conn.send_packed_command(packed, check_health=False)
             replies = [await self._reply(conn) for _ in calls]
             refused = [i for i, r in enumerate(replies)
                        if isinstance(r, redis.exceptions.NoScriptError)]
@@ -99,7 +121,7 @@ class AsyncWire:
                 for i, reply in zip(refused, again, strict=True):
                     replies[i] = reply
         except BaseException:
-            await conn.disconnect()
+            await self._drop(conn)
             raise
         await self._give(conn)
         return replies
@@ -128,39 +150,59 @@ class AsyncWire:
         """A connected connection of this process, in step with the server."""
         if self.closed:
             raise redis.exceptions.ConnectionError("this Gang is closed")
-        if os.getpid() != self._pid:  # forked: the parent's sockets are not ours to use
-            self._idle = deque()
-            self._pid = os.getpid()
-        now = AsyncBackend.monotonic()
-        while self._idle and self._idle[0][1] < now - IDLE_S:
-            await self._idle.popleft()[0].disconnect()
-        while self._idle:
-            used = self._idle.pop()[0]
+        stale: list[Any] = []
+        found = None
+        with self._mutex:
+            if os.getpid() != self._pid:  # forked: the parent's sockets are not ours to use
+                self._idle = deque()
+                self._pid = os.getpid()
+                self._open = 0
+            old = AsyncBackend.monotonic() - IDLE_S
+            while self._idle and self._idle[0][1] < old:
+                stale.append(self._idle.popleft()[0])
+            if self._idle:
+                found = self._idle.pop()[0]
+        for dead in stale:
+            await self._drop(dead)
+        if found is not None:
             try:
-                if not await used.can_read():  # nothing pending: no EOF, no stray reply
-                    return used
+                if not await found.can_read():  # nothing pending: no EOF, no stray reply
+                    return found
             except (redis.exceptions.ConnectionError, OSError):
                 pass
-            await used.disconnect()
+            await self._drop(found)  # closed by the server (or Redis restarted): a new one
+        with self._mutex:
+            if self._open >= self._max:
+                raise redis.exceptions.MaxConnectionsError(
+                    f"too many connections (max_connections={self._max})")
+            self._open += 1
         conn: Any = self._connection_class(**self._connection_kwargs)
         try:
             await conn.connect()
         except BaseException:
-            await conn.disconnect()
+            await self._drop(conn)
             raise
         return conn
 
     async def _give(self, conn: Any) -> None:
-        if self.closed:
-            await conn.disconnect()
-        else:
-            self._idle.append((conn, AsyncBackend.monotonic()))
+        with self._mutex:
+            if not self.closed:
+                self._idle.append((conn, AsyncBackend.monotonic()))
+                return
+        await self._drop(conn)
+
+    async def _drop(self, conn: Any) -> None:
+        with self._mutex:
+            self._open -= 1
+        await _discard(conn)
 
     async def aclose(self) -> None:
         """Close the idle connections; calls still running close theirs when they end."""
-        self.closed = True
-        while self._idle:
-            await self._idle.pop()[0].disconnect()
+        with self._mutex:
+            self.closed = True
+            idle, self._idle = self._idle, deque()
+        for conn, _ in idle:
+            await self._drop(conn)
 
 
 __all__ = ["AsyncWire", "Call"]

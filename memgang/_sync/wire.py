@@ -14,8 +14,12 @@ a call is hiredis's ``pack_command``, one send, one hiredis-parsed reply:
   else's call;
 - a NOSCRIPT reply (SCRIPT FLUSH, a restarted Redis without persistence) loads the script
   on the same connection and sends again the calls it refused, in their order; a call
-  refused with NOSCRIPT never ran, so nothing runs twice;
-- after a fork, the child opens its own connections and never touches its parent's.
+  refused with NOSCRIPT never ran, so nothing runs twice. In a pipeline, the refused calls
+  run after those that were not refused: only if another client loaded the script again
+  in the middle of the pipeline can a later call have run before an earlier refused one;
+- after a fork, the child opens its own connections and never touches its parent's;
+- the pool's ``max_connections`` bounds the connections open here too, and replies are
+  always bytes (a ``decode_responses`` asked for the client does not apply to scripts).
 
 Error replies are raised as redis-py's exceptions (``run`` returns them in place), so the
 callers map them to memgang errors exactly as before (:func:`memgang.errors.from_redis`).
@@ -23,6 +27,7 @@ callers map them to memgang errors exactly as before (:func:`memgang.errors.from
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from collections import deque
@@ -43,8 +48,20 @@ Call = tuple[str, Sequence[Any], Sequence[Any]]
 
 def _command(*parts: Any) -> bytes:
     """One command in RESP, packed by hiredis (str, bytes, int and float arguments)."""
-    packed: bytes = hiredis.pack_command(parts)
+    try:
+        packed: bytes = hiredis.pack_command(parts)
+    except TypeError as exc:  # a caller's bug: as redis-py says it, before anything is sent
+        kinds = sorted({type(p).__name__ for p in parts
+                        if not isinstance(p, (str, bytes, int, float)) or isinstance(p, bool)})
+        raise redis.exceptions.DataError(f"cannot send arguments of type {', '.join(kinds)}: "
+                                         f"{exc}") from exc
     return packed
+
+
+def _discard(conn: Any) -> None:
+    """Close a connection that is not used again; a failure to close it changes nothing."""
+    with contextlib.suppress(Exception):
+        conn.disconnect(nowait=True)
 
 
 class SyncWire:
@@ -53,7 +70,10 @@ class SyncWire:
     def __init__(self, client: SyncRedis) -> None:
         pool = client.connection_pool
         self._connection_class = pool.connection_class
-        self._connection_kwargs = dict(pool.connection_kwargs)
+        self._connection_kwargs = {**pool.connection_kwargs, "decode_responses": False}
+        self._max = getattr(pool, "max_connections", None) or 2 ** 31
+        self._open = 0  # connections of this process made here and not closed yet
+        self._mutex = SyncBackend.mutex()  # the free list and the count (threads, in sync)
         self._sources = scripts.sources()
         self._sha = {name: hashlib.sha1(src.encode()).hexdigest()
                      for name, src in self._sources.items()}
@@ -66,9 +86,10 @@ class SyncWire:
 
     def call(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """The reply of one script call; an error reply is raised (redis-py's exception)."""
+        packed = [self._pack(name, keys, args)]
         conn = self._take()
         try:
-            conn.send_packed_command([self._pack(name, keys, args)], check_health=False)
+            conn.send_packed_command(packed, check_health=False)
             try:
                 reply = conn.read_response()
             except redis.exceptions.NoScriptError:
@@ -79,7 +100,7 @@ class SyncWire:
             self._give(conn)  # an error reply leaves the connection in step
             raise
         except BaseException:
-            conn.disconnect()
+            self._drop(conn)
             raise
         self._give(conn)
         return reply
@@ -89,9 +110,10 @@ class SyncWire:
         returned in its place as redis-py's exception, not raised."""
         if not calls:
             return []
+        packed = [self._pack(*c) for c in calls]
         conn = self._take()
         try:
-            conn.send_packed_command([self._pack(*c) for c in calls], check_health=False)
+            conn.send_packed_command(packed, check_health=False)
             replies = [self._reply(conn) for _ in calls]
             refused = [i for i, r in enumerate(replies)
                        if isinstance(r, redis.exceptions.NoScriptError)]
@@ -100,7 +122,7 @@ class SyncWire:
                 for i, reply in zip(refused, again, strict=True):
                     replies[i] = reply
         except BaseException:
-            conn.disconnect()
+            self._drop(conn)
             raise
         self._give(conn)
         return replies
@@ -129,39 +151,59 @@ class SyncWire:
         """A connected connection of this process, in step with the server."""
         if self.closed:
             raise redis.exceptions.ConnectionError("this Gang is closed")
-        if os.getpid() != self._pid:  # forked: the parent's sockets are not ours to use
-            self._idle = deque()
-            self._pid = os.getpid()
-        now = SyncBackend.monotonic()
-        while self._idle and self._idle[0][1] < now - IDLE_S:
-            self._idle.popleft()[0].disconnect()
-        while self._idle:
-            used = self._idle.pop()[0]
+        stale: list[Any] = []
+        found = None
+        with self._mutex:
+            if os.getpid() != self._pid:  # forked: the parent's sockets are not ours to use
+                self._idle = deque()
+                self._pid = os.getpid()
+                self._open = 0
+            old = SyncBackend.monotonic() - IDLE_S
+            while self._idle and self._idle[0][1] < old:
+                stale.append(self._idle.popleft()[0])
+            if self._idle:
+                found = self._idle.pop()[0]
+        for dead in stale:
+            self._drop(dead)
+        if found is not None:
             try:
-                if not used.can_read():  # nothing pending: no EOF, no stray reply
-                    return used
+                if not found.can_read():  # nothing pending: no EOF, no stray reply
+                    return found
             except (redis.exceptions.ConnectionError, OSError):
                 pass
-            used.disconnect()
+            self._drop(found)  # closed by the server (or Redis restarted): a new one
+        with self._mutex:
+            if self._open >= self._max:
+                raise redis.exceptions.MaxConnectionsError(
+                    f"too many connections (max_connections={self._max})")
+            self._open += 1
         conn: Any = self._connection_class(**self._connection_kwargs)
         try:
             conn.connect()
         except BaseException:
-            conn.disconnect()
+            self._drop(conn)
             raise
         return conn
 
     def _give(self, conn: Any) -> None:
-        if self.closed:
-            conn.disconnect()
-        else:
-            self._idle.append((conn, SyncBackend.monotonic()))
+        with self._mutex:
+            if not self.closed:
+                self._idle.append((conn, SyncBackend.monotonic()))
+                return
+        self._drop(conn)
+
+    def _drop(self, conn: Any) -> None:
+        with self._mutex:
+            self._open -= 1
+        _discard(conn)
 
     def close(self) -> None:
         """Close the idle connections; calls still running close theirs when they end."""
-        self.closed = True
-        while self._idle:
-            self._idle.pop()[0].disconnect()
+        with self._mutex:
+            self.closed = True
+            idle, self._idle = self._idle, deque()
+        for conn, _ in idle:
+            self._drop(conn)
 
 
 __all__ = ["SyncWire", "Call"]
