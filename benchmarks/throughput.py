@@ -12,17 +12,20 @@ one machine, never an absolute time on its own.
 - read: ``me.read(key)`` (a Lua script honouring access lists and locks, decoding to a
   MemoryObject) against ``HGETALL`` + msgpack decoding of the same hash.
 - write_many: pipelined batches against pipelined HSETs of the same batches.
-Single client, and 4 processes started at the same instant.
+Single client, and 4 processes whose timed loops start at the same instant. Only the loops
+are timed: each client first connects, prepares its data and makes one warm-up call, and
+the rate of 4 processes is the sum of theirs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import multiprocessing
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -57,10 +60,16 @@ class Row:
         return self.memgang_ops_s / self.raw_ops_s if self.raw_ops_s else 0.0
 
 
-# -- one client's loops: (url, swarm, seconds, worker id) -> ops done -----------------------
+# -- one client's loops ----------------------------------------------------------------------
+# Each is a context manager (url, swarm, worker id) that connects and prepares its data, then
+# yields ``step(ops_so_far) -> ops done``. Only the steps are timed: connecting, writing the
+# objects a read loop reads, and closing happen outside the measured window, for both sides.
+
+Step = Callable[[int], int]
+Loop = Callable[[str, str, int], contextlib.AbstractContextManager[Step]]
 
 
-def _timed(seconds: float, step: Callable[[int], int]) -> int:
+def _timed(seconds: float, step: Step) -> int:
     """Call ``step(ops_so_far)`` (which returns the ops it did) until ``seconds`` pass."""
     n = 0
     deadline = time.perf_counter() + seconds
@@ -74,7 +83,8 @@ def _fields(agent: str) -> dict[str, Any]:
     return {"v": msgpack.packb(VALUE), "agent": agent, "group": "bench"}
 
 
-def _memgang_write(url: str, swarm: str, seconds: float, wid: int) -> int:
+@contextlib.contextmanager
+def _memgang_write(url: str, swarm: str, wid: int) -> Iterator[Step]:
     with memgang.connect(url) as gang:
         me = gang.swarm(swarm).agent(f"w{wid}")
 
@@ -82,10 +92,11 @@ def _memgang_write(url: str, swarm: str, seconds: float, wid: int) -> int:
             me.write(f"k{n % KEYSPACE}", VALUE, group="bench")
             return 1
 
-        return _timed(seconds, step)
+        yield step
 
 
-def _raw_write(url: str, swarm: str, seconds: float, wid: int) -> int:
+@contextlib.contextmanager
+def _raw_write(url: str, swarm: str, wid: int) -> Iterator[Step]:
     with redis.Redis.from_url(url) as client:
         agent = f"w{wid}"
 
@@ -93,10 +104,11 @@ def _raw_write(url: str, swarm: str, seconds: float, wid: int) -> int:
             client.hset(f"raw:{swarm}:{agent}:{n % KEYSPACE}", mapping=_fields(agent))
             return 1
 
-        return _timed(seconds, step)
+        yield step
 
 
-def _memgang_read(url: str, swarm: str, seconds: float, wid: int) -> int:
+@contextlib.contextmanager
+def _memgang_read(url: str, swarm: str, wid: int) -> Iterator[Step]:
     with memgang.connect(url) as gang:
         me = gang.swarm(swarm).agent(f"w{wid}")
         me.write_many({f"r{i}": VALUE for i in range(KEYSPACE)}, group="bench")
@@ -106,10 +118,11 @@ def _memgang_read(url: str, swarm: str, seconds: float, wid: int) -> int:
                 raise RuntimeError("benchmark object vanished")
             return 1
 
-        return _timed(seconds, step)
+        yield step
 
 
-def _raw_read(url: str, swarm: str, seconds: float, wid: int) -> int:
+@contextlib.contextmanager
+def _raw_read(url: str, swarm: str, wid: int) -> Iterator[Step]:
     with redis.Redis.from_url(url) as client:
         agent = f"w{wid}"
         with client.pipeline(transaction=False) as pipe:
@@ -122,10 +135,11 @@ def _raw_read(url: str, swarm: str, seconds: float, wid: int) -> int:
             msgpack.unpackb(fields[b"v"])
             return 1
 
-        return _timed(seconds, step)
+        yield step
 
 
-def _memgang_batch(url: str, swarm: str, seconds: float, wid: int) -> int:
+@contextlib.contextmanager
+def _memgang_batch(url: str, swarm: str, wid: int) -> Iterator[Step]:
     with memgang.connect(url) as gang:
         me = gang.swarm(swarm).agent(f"w{wid}")
 
@@ -134,10 +148,11 @@ def _memgang_batch(url: str, swarm: str, seconds: float, wid: int) -> int:
                           group="bench")
             return BATCH
 
-        return _timed(seconds, step)
+        yield step
 
 
-def _raw_batch(url: str, swarm: str, seconds: float, wid: int) -> int:
+@contextlib.contextmanager
+def _raw_batch(url: str, swarm: str, wid: int) -> Iterator[Step]:
     with redis.Redis.from_url(url) as client:
         agent = f"w{wid}"
 
@@ -149,10 +164,9 @@ def _raw_batch(url: str, swarm: str, seconds: float, wid: int) -> int:
                 pipe.execute()
             return BATCH
 
-        return _timed(seconds, step)
+        yield step
 
 
-Loop = Callable[[str, str, float, int], int]
 LOOPS: dict[str, tuple[Loop, Loop]] = {
     "write": (_memgang_write, _raw_write),
     "read": (_memgang_read, _raw_read),
@@ -161,22 +175,32 @@ LOOPS: dict[str, tuple[Loop, Loop]] = {
 TARGETS = {"write": 0.7, "read": 0.8, "write_many": None}
 
 
-def _worker(
-    loop: Loop, url: str, swarm: str, seconds: float, wid: int, barrier: Any, out: Any
-) -> None:
-    barrier.wait()
-    out.put(loop(url, swarm, seconds, wid))
+def _rate(loop: Loop, url: str, swarm: str, seconds: float, wid: int,
+          barrier: Any | None = None) -> float:
+    """This client's ops/s over its timed loop. Set-up (and one warm-up step: the first
+    call connects) comes first; with ``barrier``, every client starts its loop at once."""
+    with loop(url, swarm, wid) as step:
+        step(0)
+        if barrier is not None:
+            barrier.wait()
+        start = time.perf_counter()
+        n = _timed(seconds, step)
+        return n / (time.perf_counter() - start)
+
+
+def _worker(loop: Loop, url: str, swarm: str, seconds: float, wid: int, barrier: Any,
+            out: Any) -> None:
+    out.put(_rate(loop, url, swarm, seconds, wid, barrier))
 
 
 def measure(loop: Loop, url: str, clients: int, seconds: float, tag: str) -> float:
-    """ops/s of ``loop`` run by ``clients`` processes started together (1: in-process)."""
+    """ops/s of ``loop`` run by ``clients`` processes whose timed loops start together
+    (1: in-process): the sum of their rates."""
     swarm = f"bench-{tag}-{time.monotonic_ns()}"
     if clients == 1:
-        start = time.perf_counter()
-        n = loop(url, swarm, seconds, 0)
-        return n / (time.perf_counter() - start)
+        return _rate(loop, url, swarm, seconds, 0)
     ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Barrier(clients + 1)
+    barrier = ctx.Barrier(clients)
     out = ctx.Queue()
     procs = [
         ctx.Process(target=_worker, args=(loop, url, swarm, seconds, i, barrier, out))
@@ -184,13 +208,10 @@ def measure(loop: Loop, url: str, clients: int, seconds: float, tag: str) -> flo
     ]
     for p in procs:
         p.start()
-    barrier.wait()
-    start = time.perf_counter()
-    total: int = sum(out.get(timeout=seconds + 120) for _ in procs)
-    elapsed = time.perf_counter() - start
+    total: float = sum(out.get(timeout=seconds + 120) for _ in procs)
     for p in procs:
         p.join(30)
-    return total / elapsed
+    return total
 
 
 def run(url: str, seconds: float, rounds: int, ops: list[str], clients: list[int]) -> list[Row]:
