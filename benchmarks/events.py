@@ -4,6 +4,9 @@
 
 1. Latency, one event in flight at a time, sync (threads) and asyncio:
    - raw:      ``PUBLISH`` -> a redis-py PubSub reader gets it (the floor);
+   - script (sync): memgang's write.lua call, planned ahead, sent by plain redis-py
+     ``EVALSHA`` -> a redis-py PubSub reader gets its event (what the write itself costs on
+     this design, with no memgang client on either side);
    - delivery: ``PUBLISH`` of a well-formed event JSON on a swarm channel -> a memgang
      subscription's handler (what the event machinery adds: hub, parsing, sequence check,
      per-listener queue, hand-over);
@@ -45,7 +48,12 @@ import redis.asyncio
 import memgang
 import memgang.aio
 from benchmarks._harness import server_url
+from memgang import scripts
+from memgang.codec import Codec
+from memgang.config import Config
 from memgang.events import parse_id
+from memgang.keys import SwarmKeys
+from memgang.memory import Settings, plan_write, target
 from memgang.tables import aligned
 from memgang.testing import fresh_swarm_name
 
@@ -73,10 +81,26 @@ def event_json(swarm: str, i: int, base: int) -> bytes:
 Sample = tuple[float, float]  # (event handed over, call returned), seconds after the call
 
 
-def lat_raw_sync(url: str, n: int) -> list[Sample]:
+def _raw_sender(pub: redis.Redis, script: bool) -> tuple[str, Callable[[], Any]]:
+    """(channel, send): a bare PUBLISH; or, with ``script``, memgang's own write.lua call
+    (planned ahead by its sans-I/O core) sent by plain redis-py EVALSHA, whose PUBLISH on
+    the swarm's channel is the event: what a write costs on this design, whatever the
+    client."""
+    if not script:
+        payload = event_json("x", 1, 1)
+        return "bench:lat", lambda: pub.publish("bench:lat", payload)
+    swarm = SwarmKeys(fresh_swarm_name("bench"))
+    sha = pub.script_load(scripts.sources()["write"])
+    plan = plan_write(swarm, Settings(Codec(), Config().log_maxlen),
+                      target(swarm.swarm, "w", "k")[0], "w", {"i": 1, "text": "latency probe"})
+    return swarm.channel, lambda: pub.evalsha(sha, len(plan.keys), *plan.keys, *plan.args)
+
+
+def lat_raw_sync(url: str, n: int, script: bool = False) -> list[Sample]:
     pub = redis.Redis.from_url(url)
+    channel, send = _raw_sender(pub, script)
     sub = redis.Redis.from_url(url).pubsub()  # type: ignore[no-untyped-call]
-    sub.subscribe("bench:lat")
+    sub.subscribe(channel)
     sub.get_message(timeout=1)
     got = threading.Event()
     stamps: list[float] = []
@@ -92,12 +116,11 @@ def lat_raw_sync(url: str, n: int) -> list[Sample]:
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-    payload = event_json("x", 1, 1)
     out = []
     for _ in range(n):
         got.clear()
         t0 = time.perf_counter()
-        pub.publish("bench:lat", payload)
+        send()
         t1 = time.perf_counter()
         got.wait(5)
         out.append((stamps[-1] - t0, t1 - t0))
@@ -226,12 +249,13 @@ class LatencyRow:
 
 def latency(url: str, n: int, rounds: int) -> list[LatencyRow]:
     per = max(1, n // rounds)
-    sync: dict[str, list[Sample]] = {"raw": [], "delivery": [], "write": []}
+    sync: dict[str, list[Sample]] = {"raw": [], "delivery": [], "write": [], "script": []}
     asyn: dict[str, list[Sample]] = {"raw": [], "delivery": [], "write": []}
     for _ in range(rounds):  # alternate, so load from elsewhere hits every path alike
         sync["raw"] += lat_raw_sync(url, per)
         sync["delivery"] += lat_mg_sync(url, per, "publish")
         sync["write"] += lat_mg_sync(url, per, "write")
+        sync["script"] += lat_raw_sync(url, per, script=True)
         asyn["raw"] += asyncio.run(lat_raw_async(url, per))
         asyn["delivery"] += asyncio.run(lat_mg_async(url, per, "publish"))
         asyn["write"] += asyncio.run(lat_mg_async(url, per, "write"))
@@ -241,7 +265,10 @@ def latency(url: str, n: int, rounds: int) -> list[LatencyRow]:
         raw50, raw99 = pct(raw, 0.5), pct(raw, 0.99)
         for path, label in (("raw", "raw PUBLISH -> receive"),
                             ("delivery", "memgang PUBLISH'd event -> handler"),
-                            ("write", "memgang write() -> handler")):
+                            ("write", "memgang write() -> handler"),
+                            ("script", "raw EVALSHA write.lua -> receive")):
+            if path not in data:
+                continue
             handed = [h for h, _ in data[path]]
             p50, p99 = pct(handed, 0.5), pct(handed, 0.99)
             call50 = pct([c for _, c in data[path]], 0.5)
@@ -511,6 +538,8 @@ def render(report: Report) -> str:
         for r in report.latency]))
     out.append("call p50: until PUBLISH / write() itself returned (the write is one Lua "
                "script: value, version, indexes, XADD, PUBLISH)")
+    out.append("raw EVALSHA write.lua: memgang's write script, planned ahead, sent by plain "
+               "redis-py, its event read by a plain redis-py subscriber (no memgang client)")
     out += ["", "2. fan-out: one writer, events delivered per second to all listeners"]
     out.append(_table(["layout", "impl", "events", "deliveries", "delivered/s", "x raw"], [
         [r.layout, r.impl, str(r.events), str(r.deliveries), f"{r.delivered_per_s:,.0f}",

@@ -35,6 +35,11 @@ import redis
 
 import memgang
 from benchmarks._harness import server_url
+from memgang import scripts
+from memgang.codec import Codec
+from memgang.config import Config
+from memgang.keys import SwarmKeys
+from memgang.memory import Settings, plan_write, target
 from memgang.tables import aligned
 
 VALUE = {
@@ -54,6 +59,7 @@ class Row:
     memgang_ops_s: float
     raw_ops_s: float
     target: float | None
+    script_ops_s: float | None = None  # write.lua through plain redis-py EVALSHA
 
     @property
     def ratio(self) -> float:
@@ -102,6 +108,29 @@ def _raw_write(url: str, swarm: str, wid: int) -> Iterator[Step]:
 
         def step(n: int) -> int:
             client.hset(f"raw:{swarm}:{agent}:{n % KEYSPACE}", mapping=_fields(agent))
+            return 1
+
+        yield step
+
+
+@contextlib.contextmanager
+def _script_write(url: str, swarm: str, wid: int) -> Iterator[Step]:
+    """The reference for what a write costs on this design whatever the client: memgang's own
+    write.lua call (built ahead by memgang's sans-I/O planner, outside the timed loop), sent
+    by plain redis-py ``EVALSHA``."""
+    agent = f"w{wid}"
+    with redis.Redis.from_url(url) as client:
+        sha = client.script_load(scripts.sources()["write"])
+        ks = SwarmKeys(swarm)
+        settings = Settings(Codec(), Config().log_maxlen)  # as memgang.connect() would
+        plans = [plan_write(ks, settings, target(swarm, agent, f"k{i}")[0], agent, VALUE,
+                            group="bench") for i in range(KEYSPACE)]
+
+        def step(n: int) -> int:
+            plan = plans[n % KEYSPACE]
+            reply = client.evalsha(sha, len(plan.keys), *plan.keys, *plan.args)
+            if reply[0][0] != scripts.OK:
+                raise RuntimeError(f"write.lua refused the benchmark write: {reply!r}")
             return 1
 
         yield step
@@ -172,6 +201,8 @@ LOOPS: dict[str, tuple[Loop, Loop]] = {
     "read": (_memgang_read, _raw_read),
     "write_many": (_memgang_batch, _raw_batch),
 }
+# a third side, measured in the same alternation: the same script without memgang's client
+REFERENCES: dict[str, Loop] = {"write": _script_write}
 TARGETS = {"write": 0.7, "read": 0.8, "write_many": None}
 
 
@@ -219,24 +250,33 @@ def run(url: str, seconds: float, rounds: int, ops: list[str], clients: list[int
     for op in ops:
         mine, peer = LOOPS[op]
         for c in clients:
-            m_runs, r_runs = [], []
+            m_runs, r_runs, s_runs = [], [], []
+            reference = REFERENCES.get(op)
             for r in range(rounds):
                 r_runs.append(measure(peer, url, c, seconds, f"{op}-raw-{r}"))
                 m_runs.append(measure(mine, url, c, seconds, f"{op}-mg-{r}"))
+                if reference is not None:
+                    s_runs.append(measure(reference, url, c, seconds, f"{op}-lua-{r}"))
             rows.append(
-                Row(op, c, statistics.median(m_runs), statistics.median(r_runs), TARGETS[op])
+                Row(op, c, statistics.median(m_runs), statistics.median(r_runs), TARGETS[op],
+                    statistics.median(s_runs) if s_runs else None)
             )
             redis.Redis.from_url(url).flushall()
     return rows
 
 
 def table(rows: list[Row]) -> str:
-    lines = [["operation", "clients", "memgang ops/s", "raw ops/s", "ratio", "target"]]
+    lines = [["operation", "clients", "memgang ops/s", "raw ops/s", "ratio", "target",
+              "same script via redis-py", "its ratio"]]
     for r in rows:
+        script = ["-", "-"] if r.script_ops_s is None else [
+            f"{r.script_ops_s:,.0f}", f"{r.script_ops_s / r.raw_ops_s:.2f}"]
         lines.append([r.op, str(r.clients), f"{r.memgang_ops_s:,.0f}", f"{r.raw_ops_s:,.0f}",
-                      f"{r.ratio:.2f}", f">={r.target:.2f}" if r.target else "-"])
+                      f"{r.ratio:.2f}", f">={r.target:.2f}" if r.target else "-", *script])
     out = aligned(lines)
     out.insert(1, "-" * len(out[0]))
+    out.append("same script via redis-py: memgang's write.lua call, planned ahead, sent by "
+               "plain redis-py EVALSHA (no memgang client)")
     return "\n".join(out)
 
 
