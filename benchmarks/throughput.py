@@ -115,9 +115,10 @@ def _raw_write(url: str, swarm: str, wid: int) -> Iterator[Step]:
 
 @contextlib.contextmanager
 def _script_write(url: str, swarm: str, wid: int) -> Iterator[Step]:
-    """The reference for what a write costs on this design whatever the client: memgang's own
-    write.lua call (built ahead by memgang's sans-I/O planner, outside the timed loop), sent
-    by plain redis-py ``EVALSHA``."""
+    """A reference for what the write script itself costs: memgang's own write.lua call
+    (planned ahead by memgang's sans-I/O core, outside the timed loop: no packing, hashing
+    or checks per call), sent by plain redis-py ``EVALSHA`` (redis-py's generic command path,
+    which costs more client CPU than memgang's own)."""
     agent = f"w{wid}"
     with redis.Redis.from_url(url) as client:
         sha = client.script_load(scripts.sources()["write"])
@@ -201,9 +202,12 @@ LOOPS: dict[str, tuple[Loop, Loop]] = {
     "read": (_memgang_read, _raw_read),
     "write_many": (_memgang_batch, _raw_batch),
 }
-# a third side, measured in the same alternation: the same script without memgang's client
+# a third side, measured in the same rotation: the same script call without memgang's client
 REFERENCES: dict[str, Loop] = {"write": _script_write}
 TARGETS = {"write": 0.7, "read": 0.8, "write_many": None}
+
+
+SETUP_S = 120.0  # the longest a client may take to connect and prepare its data
 
 
 def _rate(loop: Loop, url: str, swarm: str, seconds: float, wid: int,
@@ -213,7 +217,7 @@ def _rate(loop: Loop, url: str, swarm: str, seconds: float, wid: int,
     with loop(url, swarm, wid) as step:
         step(0)
         if barrier is not None:
-            barrier.wait()
+            barrier.wait(SETUP_S)
         start = time.perf_counter()
         n = _timed(seconds, step)
         return n / (time.perf_counter() - start)
@@ -221,7 +225,11 @@ def _rate(loop: Loop, url: str, swarm: str, seconds: float, wid: int,
 
 def _worker(loop: Loop, url: str, swarm: str, seconds: float, wid: int, barrier: Any,
             out: Any) -> None:
-    out.put(_rate(loop, url, swarm, seconds, wid, barrier))
+    try:
+        out.put(_rate(loop, url, swarm, seconds, wid, barrier))
+    except BaseException as exc:  # the others must not wait for this one at the barrier
+        barrier.abort()
+        out.put(f"worker {wid}: {type(exc).__name__}: {exc}")
 
 
 def measure(loop: Loop, url: str, clients: int, seconds: float, tag: str) -> float:
@@ -237,12 +245,19 @@ def measure(loop: Loop, url: str, clients: int, seconds: float, tag: str) -> flo
         ctx.Process(target=_worker, args=(loop, url, swarm, seconds, i, barrier, out))
         for i in range(clients)
     ]
-    for p in procs:
-        p.start()
-    total: float = sum(out.get(timeout=seconds + 120) for _ in procs)
-    for p in procs:
-        p.join(30)
-    return total
+    try:
+        for p in procs:
+            p.start()
+        rates = [out.get(timeout=SETUP_S + seconds + 30) for _ in procs]
+    finally:
+        for p in procs:
+            p.join(5)
+            if p.is_alive():
+                p.terminate()
+    failed = [r for r in rates if isinstance(r, str)]
+    if failed:
+        raise RuntimeError(f"{loop.__name__} failed: {'; '.join(failed)}")
+    return float(sum(rates))
 
 
 def run(url: str, seconds: float, rounds: int, ops: list[str], clients: list[int]) -> list[Row]:
@@ -250,13 +265,15 @@ def run(url: str, seconds: float, rounds: int, ops: list[str], clients: list[int
     for op in ops:
         mine, peer = LOOPS[op]
         for c in clients:
-            m_runs, r_runs, s_runs = [], [], []
-            reference = REFERENCES.get(op)
+            runs: dict[str, list[float]] = {"raw": [], "mg": [], "lua": []}
+            sides = [("raw", peer), ("mg", mine)]
+            if (reference := REFERENCES.get(op)) is not None:
+                sides.append(("lua", reference))
             for r in range(rounds):
-                r_runs.append(measure(peer, url, c, seconds, f"{op}-raw-{r}"))
-                m_runs.append(measure(mine, url, c, seconds, f"{op}-mg-{r}"))
-                if reference is not None:
-                    s_runs.append(measure(reference, url, c, seconds, f"{op}-lua-{r}"))
+                # each round in another order, so that no side always runs first or last
+                for side, loop in sides[r % len(sides):] + sides[:r % len(sides)]:
+                    runs[side].append(measure(loop, url, c, seconds, f"{op}-{side}-{r}"))
+            m_runs, r_runs, s_runs = runs["mg"], runs["raw"], runs["lua"]
             rows.append(
                 Row(op, c, statistics.median(m_runs), statistics.median(r_runs), TARGETS[op],
                     statistics.median(s_runs) if s_runs else None)
