@@ -5,8 +5,11 @@ killed, paused and restarted; every wait is on a state, never a sleep-and-hope."
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +22,7 @@ from test_locks import LOCK, SPAWN, Procs, holders, overlap, queued, state, unti
 
 import memgang
 import memgang.aio
+from memgang import scripts
 from memgang.codec import loads_json
 from memgang.keys import parse_full
 from memgang.locks import interpret_acquire, interpret_cancel, lock_call, new_lock_id
@@ -397,3 +401,88 @@ def test_a_waiter_that_asks_afresh_never_takes_a_stale_wake_up_for_its_grant(
     assert waiting.token > third_token
     waiting.release()
     assert holders(swarm, "shared/doc") == [] and queued(swarm, "shared/doc") == []
+
+
+class CuttingProxy:
+    """A TCP proxy to a server's unix socket that, once armed with a marker, cuts the next
+    client connection whose request contains it: before forwarding the request (the call
+    never reaches Redis), or after Redis has answered it (the call ran, its reply is lost).
+    A real network fault, between a real client and a real server."""
+
+    def __init__(self, unix_path: str) -> None:
+        self.unix_path = unix_path
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.armed: tuple[bytes, bool] | None = None
+        self.cuts = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self, marker: bytes, *, before: bool) -> None:
+        self.armed = (marker, before)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(socket.AF_UNIX)
+            upstream.connect(self.unix_path)
+            state = {"drop_reply": False}
+            for src, dst, up in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(src, dst, up, state),
+                                 daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, up: bool,
+              state: dict[str, bool]) -> None:
+        try:
+            while data := src.recv(65536):
+                if up and self.armed is not None and self.armed[0] in data:
+                    before = self.armed[1]
+                    self.armed = None
+                    if before:
+                        self.cuts += 1
+                        return
+                    state["drop_reply"] = True
+                elif not up and state["drop_reply"]:
+                    self.cuts += 1  # the reply to the marked request: never delivered
+                    return
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+@pytest.mark.parametrize("reached", [False, True], ids=["request-lost", "reply-lost"])
+def test_a_release_whose_connection_is_cut_is_sent_again(
+        private_server: Callable[..., EmbeddedServer], reached: bool) -> None:
+    srv = private_server()
+    assert srv.socket_path is not None
+    proxy = CuttingProxy(srv.socket_path)
+    try:
+        with memgang.connect(f"redis://127.0.0.1:{proxy.port}/0") as gang:
+            swarm = gang.swarm(fresh_swarm_name())
+            lease = swarm.agent("a").lock("shared/doc", lease_ms=60_000)
+            lease.acquire()
+            waiting = swarm.agent("b").lock("shared/doc", timeout_s=20)
+            thread, out = in_thread(waiting.acquire)
+            until(lambda: queued(swarm, "shared/doc") == [("b", "write")], "b to queue")
+            sha = hashlib.sha1(scripts.sources()["lock_release"].encode()).hexdigest()
+            proxy.arm(sha.encode(), before=not reached)
+            # the first lock_release is cut: sent again on a fresh connection, it releases
+            # (request lost) or finds the lease already released (reply lost). Either way
+            # release() returns, and the waiter gets the lock now, not in 60 s
+            lease.release()
+            assert proxy.cuts == 1
+            thread.join(20)
+            assert out == [waiting] and holders(swarm, "shared/doc") == [("b", "write")]
+            waiting.release()
+    finally:
+        proxy.close()

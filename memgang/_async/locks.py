@@ -663,8 +663,7 @@ class AsyncLease:
         self._releasing = True
         runtime_for(self.gang).unwatch(holder_id)
         try:
-            released = interpret_release(await self.gang.call(
-                "lock_release", self._keys, self._call.release(holder_id)))
+            released = await self._release(holder_id)
         except BaseException:
             self._reset()  # the lease ends by itself at its expiry
             raise
@@ -675,6 +674,25 @@ class AsyncLease:
             self._reset()
             raise error
         self._reset()
+
+    async def _release(self, holder_id: str) -> bool:
+        """lock_release, sent once more on a fresh connection if the first one's connection
+        was lost: otherwise everyone queued waits for the lease to run out. Releasing is
+        idempotent per holder id, so when the retry finds the lease no longer held, the
+        lost call (or the lease's end) released it: the caller's release is done."""
+        args = self._call.release(holder_id)
+        try:
+            return interpret_release(await self.gang.call("lock_release", self._keys, args))
+        except ConnectionLost as lost:
+            try:
+                released = interpret_release(
+                    await self.gang.call("lock_release", self._keys, args))
+            except ConnectionLost:
+                raise lost from None
+            if not released:
+                log.info("released %s again after its connection was lost (%s): the first "
+                         "release had landed, or the lease had ended", self.name, lost)
+            return True
 
     async def __aenter__(self) -> AsyncLease:
         return await self.acquire()
