@@ -174,3 +174,17 @@ def test_scripts_get_bytes_whatever_decode_responses_the_client_asks(url: str) -
         obj = me.read("x")
         assert obj is not None and obj.value == {"b": b"\xff\x00 raw"} and obj.group == "g"
         assert [o.key for o in gang.swarm(me.swarm.name).read_scope(group="g")] == [obj.key]
+
+
+def test_a_resp3_client_runs_every_script_as_a_resp2_one(url: str) -> None:
+    with memgang.connect(url, redis_options={"protocol": 3}) as gang:
+        me = gang.swarm(fresh_swarm_name()).agent("a")
+        ref = me.write("x", {"n": 1}, group="g")
+        assert [r.version for r in me.write_many({"y": 2, "z": 3})] == [ref.version + 1,
+                                                                        ref.version + 2]
+        obj = me.read("x")
+        assert obj is not None and obj.value == {"n": 1} and obj.group == "g"
+        assert [o.key for o in me.swarm.read_scope(group="g")] == [obj.key]
+        with me.lock("x") as lease:
+            assert me.write("x", {"n": 2}, fence=lease.token).version > ref.version
+        assert me.delete("y")

@@ -35,6 +35,7 @@ from typing import Any
 
 import hiredis
 import redis
+from redis.maint_notifications import MaintNotificationsConfig
 
 from .. import scripts
 from .._backends import AsyncBackend, AsyncRedis
@@ -57,6 +58,18 @@ def _command(*parts: Any) -> bytes:
     return packed
 
 
+def _connection_kwargs(pool: Any) -> dict[str, Any]:
+    """The client's connection settings as they are now (a pool may update them), with
+    replies as bytes, and without redis-py's maintenance push notifications (RESP3 on
+    Redis Enterprise/Cloud): the client's own pool follows those; a push pending on one of
+    these connections would only make it look dirty, and it would be replaced."""
+    kwargs = {**pool.connection_kwargs, "decode_responses": False}
+    if kwargs.get("maint_notifications_config") is not None:
+        kwargs["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    kwargs.pop("maint_notifications_pool_handler", None)
+    return kwargs
+
+
 async def _discard(conn: Any) -> None:
     """Close a connection that is not used again; a failure to close it changes nothing."""
     with contextlib.suppress(Exception):
@@ -68,8 +81,7 @@ class AsyncWire:
 
     def __init__(self, client: AsyncRedis) -> None:
         pool = client.connection_pool
-        self._connection_class = pool.connection_class
-        self._connection_kwargs = {**pool.connection_kwargs, "decode_responses": False}
+        self._pool = pool
         self._max = getattr(pool, "max_connections", None) or 2 ** 31
         self._open = 0  # connections of this process made here and not closed yet
         self._mutex = AsyncBackend.mutex()  # the free list and the count (threads, in sync)
@@ -176,7 +188,7 @@ class AsyncWire:
                 raise redis.exceptions.MaxConnectionsError(
                     f"too many connections (max_connections={self._max})")
             self._open += 1
-        conn: Any = self._connection_class(**self._connection_kwargs)
+        conn: Any = self._pool.connection_class(**_connection_kwargs(self._pool))
         try:
             await conn.connect()
         except BaseException:
