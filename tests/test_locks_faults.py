@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import os
 import signal
 import socket
@@ -435,9 +436,11 @@ class CuttingProxy:
 
     def _pump(self, src: socket.socket, dst: socket.socket, up: bool,
               state: dict[str, bool]) -> None:
+        tail = b""  # the end of the previous chunk: a marker may straddle two
         try:
             while data := src.recv(65536):
-                if up and self.armed is not None and self.armed[0] in data:
+                seen, tail = tail + data, data[-64:]
+                if up and self.armed is not None and self.armed[0] in seen:
                     before = self.armed[1]
                     self.armed = None
                     if before:
@@ -462,13 +465,16 @@ class CuttingProxy:
 
 @pytest.mark.parametrize("reached", [False, True], ids=["request-lost", "reply-lost"])
 def test_a_release_whose_connection_is_cut_is_sent_again(
-        private_server: Callable[..., EmbeddedServer], reached: bool) -> None:
+        private_server: Callable[..., EmbeddedServer], reached: bool,
+        caplog: pytest.LogCaptureFixture) -> None:
     srv = private_server()
     assert srv.socket_path is not None
     proxy = CuttingProxy(srv.socket_path)
     try:
         with memgang.connect(f"redis://127.0.0.1:{proxy.port}/0") as gang:
             swarm = gang.swarm(fresh_swarm_name())
+            with swarm.agent("a").lock("warm-up"):  # the scripts are loaded: the cut call
+                pass                                # runs them, not a NOSCRIPT refusal
             lease = swarm.agent("a").lock("shared/doc", lease_ms=60_000)
             lease.acquire()
             waiting = swarm.agent("b").lock("shared/doc", timeout_s=20)
@@ -479,10 +485,40 @@ def test_a_release_whose_connection_is_cut_is_sent_again(
             # the first lock_release is cut: sent again on a fresh connection, it releases
             # (request lost) or finds the lease already released (reply lost). Either way
             # release() returns, and the waiter gets the lock now, not in 60 s
-            lease.release()
+            with caplog.at_level(logging.INFO, logger="memgang.locks"):
+                lease.release()
             assert proxy.cuts == 1
+            landed = [r for r in caplog.records if "had landed" in r.getMessage()]
+            assert len(landed) == (1 if reached else 0)  # the retry found it released
             thread.join(20)
             assert out == [waiting] and holders(swarm, "shared/doc") == [("b", "write")]
             waiting.release()
+    finally:
+        proxy.close()
+
+
+def test_a_lost_release_of_a_lease_that_had_run_out_still_reports_it_lost(
+        private_server: Callable[..., EmbeddedServer]) -> None:
+    srv = private_server()
+    assert srv.socket_path is not None
+    proxy = CuttingProxy(srv.socket_path)
+    try:
+        with memgang.connect(f"redis://127.0.0.1:{proxy.port}/0") as gang:
+            swarm = gang.swarm(fresh_swarm_name())
+            with swarm.agent("a").lock("warm-up"):
+                pass
+            lease = swarm.agent("a").lock("shared/doc", lease_ms=300)
+            lease.acquire()
+            from memgang._sync import locks as sync_locks
+            runtime = sync_locks.runtime_for(gang)
+            runtime.unwatch(lease.holder_id or "")  # no renewals: as if paused past the lease
+            until(lambda: holders(swarm, "shared/doc") == [], "the lease to run out", 5)
+            sha = hashlib.sha1(scripts.sources()["lock_release"].encode()).hexdigest()
+            proxy.arm(sha.encode(), before=False)
+            # the retry finds nothing held; sent after the lease had run out, the lost call
+            # cannot have released it: the holder hears it lost, as without the cut
+            with pytest.raises(memgang.LockLost):
+                lease.release()
+            assert proxy.cuts == 1
     finally:
         proxy.close()

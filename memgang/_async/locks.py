@@ -676,11 +676,14 @@ class AsyncLease:
         self._reset()
 
     async def _release(self, holder_id: str) -> bool:
-        """lock_release, sent once more on a fresh connection if the first one's connection
-        was lost: otherwise everyone queued waits for the lease to run out. Releasing is
-        idempotent per holder id, so when the retry finds the lease no longer held, the
-        lost call (or the lease's end) released it: the caller's release is done."""
+        """lock_release; sent once more, on another connection, if the first one's
+        connection was lost: otherwise everyone queued waits for the lease to run out.
+        Releasing is idempotent per holder id. When the retry finds the lease no longer
+        held, the lost call released it if it was sent while the lease was surely live;
+        sent later, the lease may have ended first, and it counts as lost (as it would
+        without the lost connection)."""
         args = self._call.release(holder_id)
+        sent = AsyncBackend.monotonic()
         try:
             return interpret_release(await self.gang.call("lock_release", self._keys, args))
         except ConnectionLost as lost:
@@ -689,9 +692,10 @@ class AsyncLease:
                     await self.gang.call("lock_release", self._keys, args))
             except ConnectionLost:
                 raise lost from None
-            if not released:
-                log.info("released %s again after its connection was lost (%s): the first "
-                         "release had landed, or the lease had ended", self.name, lost)
+            if released or sent >= self._expires_at:
+                return released
+            log.info("the release of %s had landed before its connection was lost (%s)",
+                     self.name, lost)
             return True
 
     async def __aenter__(self) -> AsyncLease:
