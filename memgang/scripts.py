@@ -1,13 +1,14 @@
 """Loads ``lua/*.lua`` and maps the small codes the scripts return to typed errors.
 
 Each script is the shared helpers of ``_lib.lua`` followed by the script's own file; the I/O
-shells wrap them in redis-py ``Script`` objects (EVALSHA, with a reload on NOSCRIPT, and
-preloading inside pipelines), so no EVALSHA dance is written by hand. A reply code that is
-not known here is a bug and raises :class:`memgang.ScriptError`, never a silent ``None``.
+shells send them by SHA-1 (``EVALSHA``, reloading on NOSCRIPT) on memgang's own call path,
+``memgang/_async/wire.py``. A reply code that is not known here is a bug and raises
+:class:`memgang.ScriptError`, never a silent ``None``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from functools import cache
 from pathlib import Path
@@ -85,6 +86,12 @@ def sources() -> dict[str, str]:
     return out
 
 
+@cache
+def shas() -> dict[str, str]:
+    """Script name -> the SHA-1 (hex) Redis knows its source by (``EVALSHA``)."""
+    return {name: hashlib.sha1(src.encode()).hexdigest() for name, src in sources().items()}
+
+
 def text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -130,6 +137,7 @@ __all__ = [
     "lua_dir",
     "raise_refusal",
     "server_ms",
+    "shas",
     "sources",
     "text",
 ]

@@ -27,7 +27,6 @@ callers map them to memgang errors exactly as before (:func:`memgang.errors.from
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections import deque
 from collections.abc import Sequence
@@ -70,12 +69,6 @@ def _connection_kwargs(pool: Any) -> dict[str, Any]:
     return kwargs
 
 
-async def _discard(conn: Any) -> None:
-    """Close a connection that is not used again; a failure to close it changes nothing."""
-    with contextlib.suppress(Exception):
-        await conn.disconnect(nowait=True)
-
-
 class AsyncWire:
     """Runs memgang's scripts for one Gang (see the module docstring)."""
 
@@ -85,9 +78,7 @@ class AsyncWire:
         self._max = getattr(pool, "max_connections", None) or 2 ** 31
         self._open = 0  # connections of this process made here and not closed yet
         self._mutex = AsyncBackend.mutex()  # the free list and the count (threads, in sync)
-        self._sources = scripts.sources()
-        self._sha = {name: hashlib.sha1(src.encode()).hexdigest()
-                     for name, src in self._sources.items()}
+        self._sha = scripts.shas()
         self._idle: deque[tuple[Any, float]] = deque()
         self._pid = os.getpid()
         self.closed = False
@@ -97,23 +88,9 @@ class AsyncWire:
 
     async def call(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """The reply of one script call; an error reply is raised (redis-py's exception)."""
-        packed = [self._pack(name, keys, args)]
-        conn = await self._take()
-        try:
-            await conn.send_packed_command(packed, check_health=False)
-            try:
-                reply = await conn.read_response()
-            except redis.exceptions.NoScriptError:
-                reply = (await self._reload(conn, [(name, keys, args)]))[0]
-                if isinstance(reply, redis.exceptions.ResponseError):
-                    raise reply from None
-        except redis.exceptions.ResponseError:
-            await self._give(conn)  # an error reply leaves the connection in step
-            raise
-        except BaseException:
-            await self._drop(conn)
-            raise
-        await self._give(conn)
+        reply = (await self.run([(name, keys, args)]))[0]
+        if isinstance(reply, redis.exceptions.ResponseError):
+            raise reply
         return reply
 
     async def run(self, calls: Sequence[Call]) -> list[Any]:
@@ -148,7 +125,7 @@ class AsyncWire:
     async def _reload(self, conn: Any, calls: Sequence[Call]) -> list[Any]:
         """Load the scripts of ``calls`` (all refused with NOSCRIPT) and send them again."""
         names = sorted({name for name, _, _ in calls})
-        load = [_command("SCRIPT", "LOAD", self._sources[n]) for n in names]
+        load = [_command("SCRIPT", "LOAD", scripts.sources()[n]) for n in names]
         await conn.send_packed_command(load + [self._pack(*c) for c in calls],
                                        check_health=False)
         loaded = [await self._reply(conn) for _ in names]
@@ -204,9 +181,11 @@ class AsyncWire:
         await self._drop(conn)
 
     async def _drop(self, conn: Any) -> None:
+        """Close a connection that is not used again; a failure to close it changes nothing."""
         with self._mutex:
             self._open -= 1
-        await _discard(conn)
+        with contextlib.suppress(Exception):
+            await conn.disconnect(nowait=True)
 
     async def aclose(self) -> None:
         """Close the idle connections; calls still running close theirs when they end."""

@@ -28,7 +28,6 @@ callers map them to memgang errors exactly as before (:func:`memgang.errors.from
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections import deque
 from collections.abc import Sequence
@@ -71,12 +70,6 @@ def _connection_kwargs(pool: Any) -> dict[str, Any]:
     return kwargs
 
 
-def _discard(conn: Any) -> None:
-    """Close a connection that is not used again; a failure to close it changes nothing."""
-    with contextlib.suppress(Exception):
-        conn.disconnect(nowait=True)
-
-
 class SyncWire:
     """Runs memgang's scripts for one Gang (see the module docstring)."""
 
@@ -86,9 +79,7 @@ class SyncWire:
         self._max = getattr(pool, "max_connections", None) or 2 ** 31
         self._open = 0  # connections of this process made here and not closed yet
         self._mutex = SyncBackend.mutex()  # the free list and the count (threads, in sync)
-        self._sources = scripts.sources()
-        self._sha = {name: hashlib.sha1(src.encode()).hexdigest()
-                     for name, src in self._sources.items()}
+        self._sha = scripts.shas()
         self._idle: deque[tuple[Any, float]] = deque()
         self._pid = os.getpid()
         self.closed = False
@@ -98,23 +89,9 @@ class SyncWire:
 
     def call(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """The reply of one script call; an error reply is raised (redis-py's exception)."""
-        packed = [self._pack(name, keys, args)]
-        conn = self._take()
-        try:
-            conn.send_packed_command(packed, check_health=False)
-            try:
-                reply = conn.read_response()
-            except redis.exceptions.NoScriptError:
-                reply = (self._reload(conn, [(name, keys, args)]))[0]
-                if isinstance(reply, redis.exceptions.ResponseError):
-                    raise reply from None
-        except redis.exceptions.ResponseError:
-            self._give(conn)  # an error reply leaves the connection in step
-            raise
-        except BaseException:
-            self._drop(conn)
-            raise
-        self._give(conn)
+        reply = (self.run([(name, keys, args)]))[0]
+        if isinstance(reply, redis.exceptions.ResponseError):
+            raise reply
         return reply
 
     def run(self, calls: Sequence[Call]) -> list[Any]:
@@ -149,7 +126,7 @@ class SyncWire:
     def _reload(self, conn: Any, calls: Sequence[Call]) -> list[Any]:
         """Load the scripts of ``calls`` (all refused with NOSCRIPT) and send them again."""
         names = sorted({name for name, _, _ in calls})
-        load = [_command("SCRIPT", "LOAD", self._sources[n]) for n in names]
+        load = [_command("SCRIPT", "LOAD", scripts.sources()[n]) for n in names]
         conn.send_packed_command(load + [self._pack(*c) for c in calls],
                                        check_health=False)
         loaded = [self._reply(conn) for _ in names]
@@ -205,9 +182,11 @@ class SyncWire:
         self._drop(conn)
 
     def _drop(self, conn: Any) -> None:
+        """Close a connection that is not used again; a failure to close it changes nothing."""
         with self._mutex:
             self._open -= 1
-        _discard(conn)
+        with contextlib.suppress(Exception):
+            conn.disconnect(nowait=True)
 
     def close(self) -> None:
         """Close the idle connections; calls still running close theirs when they end."""
