@@ -168,7 +168,9 @@ class Gang:
             raise ConnectionLost(f"flushing agent stats failed: {exc}") from exc
 
     def call(self, script: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """Run one script; redis-py errors become memgang errors (errors.from_redis)."""
+        """Run one script; redis-py errors become memgang errors (errors.from_redis; written
+        out rather than ``lost_redis``, whose message is built before the call: this is
+        every operation's path)."""
         try:
             return self.wire.call(script, keys, args)
         except redis.exceptions.RedisError as exc:
@@ -178,13 +180,11 @@ class Gang:
                         ) -> list[Any]:
         """Run ``script`` once per (keys, args), pipelined in one round trip; the replies in
         order. An error reply is raised (as :meth:`call` does) once every call has run."""
-        try:
+        with lost_redis(f"the {script} script", script=script):
             replies = self.wire.run([(script, keys, args) for keys, args in calls])
             for reply in replies:
                 if isinstance(reply, redis.exceptions.RedisError):
                     raise reply
-        except redis.exceptions.RedisError as exc:
-            raise from_redis(f"the {script} script", exc, script=script) from exc
         return replies
 
     def close(self) -> None:
