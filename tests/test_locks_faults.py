@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import signal
@@ -463,42 +462,11 @@ class CuttingProxy:
         self.listener.close()
 
 
-@pytest.mark.parametrize("reached", [False, True], ids=["request-lost", "reply-lost"])
-def test_a_release_whose_connection_is_cut_is_sent_again(
-        private_server: Callable[..., EmbeddedServer], reached: bool,
-        caplog: pytest.LogCaptureFixture) -> None:
-    srv = private_server()
-    assert srv.socket_path is not None
-    proxy = CuttingProxy(srv.socket_path)
-    try:
-        with memgang.connect(f"redis://127.0.0.1:{proxy.port}/0") as gang:
-            swarm = gang.swarm(fresh_swarm_name())
-            with swarm.agent("a").lock("warm-up"):  # the scripts are loaded: the cut call
-                pass                                # runs them, not a NOSCRIPT refusal
-            lease = swarm.agent("a").lock("shared/doc", lease_ms=60_000)
-            lease.acquire()
-            waiting = swarm.agent("b").lock("shared/doc", timeout_s=20)
-            thread, out = in_thread(waiting.acquire)
-            until(lambda: queued(swarm, "shared/doc") == [("b", "write")], "b to queue")
-            sha = hashlib.sha1(scripts.sources()["lock_release"].encode()).hexdigest()
-            proxy.arm(sha.encode(), before=not reached)
-            # the first lock_release is cut: sent again on a fresh connection, it releases
-            # (request lost) or finds the lease already released (reply lost). Either way
-            # release() returns, and the waiter gets the lock now, not in 60 s
-            with caplog.at_level(logging.INFO, logger="memgang.locks"):
-                lease.release()
-            assert proxy.cuts == 1
-            landed = [r for r in caplog.records if "had landed" in r.getMessage()]
-            assert len(landed) == (1 if reached else 0)  # the retry found it released
-            thread.join(20)
-            assert out == [waiting] and holders(swarm, "shared/doc") == [("b", "write")]
-            waiting.release()
-    finally:
-        proxy.close()
-
-
-def test_a_lost_release_of_a_lease_that_had_run_out_still_reports_it_lost(
-        private_server: Callable[..., EmbeddedServer]) -> None:
+@pytest.fixture
+def cut(private_server: Callable[..., EmbeddedServer]
+        ) -> Iterator[tuple[memgang.Swarm, CuttingProxy]]:
+    """A swarm whose Gang talks to a private server through a CuttingProxy, with the lock
+    scripts loaded (a cut call then runs them, rather than being refused NOSCRIPT)."""
     srv = private_server()
     assert srv.socket_path is not None
     proxy = CuttingProxy(srv.socket_path)
@@ -507,18 +475,52 @@ def test_a_lost_release_of_a_lease_that_had_run_out_still_reports_it_lost(
             swarm = gang.swarm(fresh_swarm_name())
             with swarm.agent("a").lock("warm-up"):
                 pass
-            lease = swarm.agent("a").lock("shared/doc", lease_ms=300)
-            lease.acquire()
-            from memgang._sync import locks as sync_locks
-            runtime = sync_locks.runtime_for(gang)
-            runtime.unwatch(lease.holder_id or "")  # no renewals: as if paused past the lease
-            until(lambda: holders(swarm, "shared/doc") == [], "the lease to run out", 5)
-            sha = hashlib.sha1(scripts.sources()["lock_release"].encode()).hexdigest()
-            proxy.arm(sha.encode(), before=False)
-            # the retry finds nothing held; sent after the lease had run out, the lost call
-            # cannot have released it: the holder hears it lost, as without the cut
-            with pytest.raises(memgang.LockLost):
-                lease.release()
-            assert proxy.cuts == 1
+            yield swarm, proxy
     finally:
         proxy.close()
+
+
+def arm_release_cut(proxy: CuttingProxy, *, before: bool) -> None:
+    proxy.arm(scripts.shas()["lock_release"].encode(), before=before)
+
+
+@pytest.mark.parametrize("reached", [False, True], ids=["request-lost", "reply-lost"])
+def test_a_release_whose_connection_is_cut_is_sent_again(
+        cut: tuple[memgang.Swarm, CuttingProxy], reached: bool,
+        caplog: pytest.LogCaptureFixture) -> None:
+    swarm, proxy = cut
+    lease = swarm.agent("a").lock("shared/doc", lease_ms=60_000)
+    lease.acquire()
+    waiting = swarm.agent("b").lock("shared/doc", timeout_s=20)
+    thread, out = in_thread(waiting.acquire)
+    until(lambda: queued(swarm, "shared/doc") == [("b", "write")], "b to queue")
+    arm_release_cut(proxy, before=not reached)
+    # the first lock_release is cut: sent again on another connection, it releases
+    # (request lost) or finds the lease already released (reply lost). Either way
+    # release() returns, and the waiter gets the lock now, not in 60 s
+    with caplog.at_level(logging.INFO, logger="memgang.locks"):
+        lease.release()
+    assert proxy.cuts == 1
+    landed = [r for r in caplog.records if "had landed" in r.getMessage()]
+    assert len(landed) == (1 if reached else 0)  # the retry found it released
+    thread.join(20)
+    assert out == [waiting] and holders(swarm, "shared/doc") == [("b", "write")]
+    waiting.release()
+
+
+def test_a_lost_release_of_a_lease_that_had_run_out_still_reports_it_lost(
+        cut: tuple[memgang.Swarm, CuttingProxy]) -> None:
+    from memgang._sync import locks as sync_locks
+
+    swarm, proxy = cut
+    lease = swarm.agent("a").lock("shared/doc", lease_ms=300)
+    lease.acquire()
+    runtime = sync_locks.runtime_for(swarm.gang)
+    runtime.unwatch(lease.holder_id or "")  # no renewals: as if paused past the lease
+    until(lambda: holders(swarm, "shared/doc") == [], "the lease to run out", 5)
+    arm_release_cut(proxy, before=False)
+    # the retry finds nothing held; sent after the lease had run out, the lost call
+    # cannot have released it: the holder hears it lost, as without the cut
+    with pytest.raises(memgang.LockLost):
+        lease.release()
+    assert proxy.cuts == 1
