@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import importlib.util
 import itertools
 import math
@@ -43,7 +44,12 @@ from typing import Any, Literal, Protocol, TypeAlias
 import redis
 import redis.asyncio
 
+from memgang import scripts
+from memgang.codec import Codec
+from memgang.config import Config as MemgangConfig
 from memgang.errors import ServerError
+from memgang.keys import SwarmKeys
+from memgang.memory import Settings, plan_write, target
 from memgang.server import EmbeddedServer
 
 Hold = Literal["empty", "getset"]
@@ -216,6 +222,22 @@ def server_url(url: str | None) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+def plain_write_calls(client: redis.Redis, swarm: str, agent: str,
+                      items: Sequence[tuple[str, Any]], **options: Any
+                      ) -> list[Callable[[], Any]]:
+    """One call per (key, value): memgang's own write.lua call, planned here by memgang's
+    sans-I/O core with the settings ``memgang.connect()`` uses, sent by plain redis-py
+    ``EVALSHA`` on ``client``. What a write costs on this design with no memgang client: the
+    reference rows of the throughput and events benchmarks."""
+    sha = client.script_load(scripts.sources()["write"])
+    ks = SwarmKeys(swarm)
+    settings = Settings(Codec(), MemgangConfig().log_maxlen)
+    plans = [plan_write(ks, settings, target(swarm, agent, key)[0], agent, value, **options)
+             for key, value in items]
+    return [functools.partial(client.evalsha, sha, len(p.keys), *p.keys, *p.args)
+            for p in plans]
 
 
 # --- workers ----------------------------------------------------------------------------------

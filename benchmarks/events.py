@@ -47,13 +47,9 @@ import redis.asyncio
 
 import memgang
 import memgang.aio
-from benchmarks._harness import server_url
-from memgang import scripts
-from memgang.codec import Codec
-from memgang.config import Config
+from benchmarks._harness import plain_write_calls, server_url
 from memgang.events import parse_id
 from memgang.keys import SwarmKeys
-from memgang.memory import Settings, plan_write, target
 from memgang.tables import aligned
 from memgang.testing import fresh_swarm_name
 
@@ -90,10 +86,8 @@ def _raw_sender(pub: redis.Redis, script: bool) -> tuple[str, Callable[[], Any]]
         payload = event_json("x", 1, 1)
         return "bench:lat", lambda: pub.publish("bench:lat", payload)
     swarm = SwarmKeys(fresh_swarm_name("bench"))
-    sha = pub.script_load(scripts.sources()["write"])
-    plan = plan_write(swarm, Settings(Codec(), Config().log_maxlen),
-                      target(swarm.swarm, "w", "k")[0], "w", {"i": 1, "text": "latency probe"})
-    return swarm.channel, lambda: pub.evalsha(sha, len(plan.keys), *plan.keys, *plan.args)
+    (send,) = plain_write_calls(pub, swarm.swarm, "w", [("k", {"i": 1, "text": "latency probe"})])
+    return swarm.channel, send
 
 
 def lat_raw_sync(url: str, n: int, script: bool = False) -> list[Sample]:

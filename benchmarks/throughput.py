@@ -34,12 +34,8 @@ import orjson
 import redis
 
 import memgang
-from benchmarks._harness import server_url
+from benchmarks._harness import plain_write_calls, server_url
 from memgang import scripts
-from memgang.codec import Codec
-from memgang.config import Config
-from memgang.keys import SwarmKeys
-from memgang.memory import Settings, plan_write, target
 from memgang.tables import aligned
 
 VALUE = {
@@ -121,15 +117,11 @@ def _script_write(url: str, swarm: str, wid: int) -> Iterator[Step]:
     which costs more client CPU than memgang's own)."""
     agent = f"w{wid}"
     with redis.Redis.from_url(url) as client:
-        sha = client.script_load(scripts.sources()["write"])
-        ks = SwarmKeys(swarm)
-        settings = Settings(Codec(), Config().log_maxlen)  # as memgang.connect() would
-        plans = [plan_write(ks, settings, target(swarm, agent, f"k{i}")[0], agent, VALUE,
-                            group="bench") for i in range(KEYSPACE)]
+        sends = plain_write_calls(client, swarm, agent,
+                                  [(f"k{i}", VALUE) for i in range(KEYSPACE)], group="bench")
 
         def step(n: int) -> int:
-            plan = plans[n % KEYSPACE]
-            reply = client.evalsha(sha, len(plan.keys), *plan.keys, *plan.args)
+            reply = sends[n % KEYSPACE]()
             if reply[0][0] != scripts.OK:
                 raise RuntimeError(f"write.lua refused the benchmark write: {reply!r}")
             return 1
