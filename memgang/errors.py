@@ -302,8 +302,9 @@ class ScriptError(Error):
 
 def from_redis(doing: str, exc: redis.exceptions.RedisError, *, script: str = "") -> Error:
     """The memgang error for a redis-py error met while ``doing`` something: NoPermission
-    (ACLs), OutOfMemory (maxmemory), ScriptError for any other error reply to ``script``,
-    and ConnectionLost for the rest (unreachable, dropped, timed out, read-only replica)."""
+    (ACLs), OutOfMemory (maxmemory), ScriptError for any other error reply to ``script`` or
+    arguments it could not be sent with, and ConnectionLost for the rest (unreachable,
+    dropped, timed out, read-only replica)."""
     if isinstance(exc, redis.exceptions.NoPermissionError):
         return NoPermission(doing, str(exc))
     if isinstance(exc, redis.exceptions.ReadOnlyError):  # a replica, say, after a failover
@@ -311,7 +312,8 @@ def from_redis(doing: str, exc: redis.exceptions.RedisError, *, script: str = ""
     if isinstance(exc, redis.exceptions.OutOfMemoryError) or (
             isinstance(exc, redis.exceptions.ResponseError) and "maxmemory" in str(exc)):
         return OutOfMemory(doing, str(exc))
-    if script and isinstance(exc, redis.exceptions.ResponseError):
+    if script and isinstance(exc, (redis.exceptions.ResponseError,
+                                   redis.exceptions.DataError)):  # DataError: unsendable args
         return ScriptError(script, str(exc))
     return ConnectionLost(f"{doing}: {exc}")
 

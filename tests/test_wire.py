@@ -188,3 +188,12 @@ def test_a_resp3_client_runs_every_script_as_a_resp2_one(url: str) -> None:
         with me.lock("x") as lease:
             assert me.write("x", {"n": 2}, fence=lease.token).version > ref.version
         assert me.delete("y")
+
+
+def test_a_script_call_with_unsendable_arguments_is_a_script_error_not_a_lost_connection(
+        gang: memgang.Gang) -> None:
+    # a bug in building a script's arguments: named, nothing sent, the connection kept
+    with pytest.raises(memgang.ScriptError, match="NoneType"):
+        gang.call("read", ["{s}/a/x", "{s}/_lock/a/x"], [None])
+    me = gang.swarm(fresh_swarm_name()).agent("a")
+    assert me.write("x", 1).version > 0
