@@ -15,6 +15,12 @@ With ``--url``, the server should be otherwise idle: commands per acquisition co
 always runs, as the reference for the ``x floor`` column. Every lease is ``LEASE_S`` and every
 wait is bounded by ``WAIT_S``, far above any hold, so no lease expires during a run.
 
+``lua-write(redis-py)`` is a reference, not a peer: memgang's own lock scripts (acquire,
+release) for a ``write`` lease, sent by plain redis-py ``EVALSHA``, a queued worker waiting
+for its grant on a plain redis-py subscription. It is what memgang's lock costs on its design
+with no memgang client code, so ``memgang-write`` against it is the cost of memgang's client,
+and it against ``floor`` the cost of the design's scripts and protocol.
+
 Exit status: 0, or 1 if a configuration failed or saw a mutual-exclusion violation, or 2 if
 the benchmark could not run.
 
@@ -63,8 +69,10 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from types import FrameType
+from typing import Any
 
 import redis
 import redis.asyncio
@@ -90,6 +98,7 @@ from benchmarks._harness import (
     set_floor_ratios,
     write_chart,
 )
+from memgang import scripts
 from memgang.config import redact
 
 __all__ = [
@@ -287,7 +296,87 @@ async def _pottery_async(target: Target) -> AsyncIterator[Callable[[int], AsyncL
         yield make_lock
 
 
+# --- reference: memgang's own lock scripts, driven by plain redis-py -----------------------------
+# What a write lock costs on memgang's design with no memgang client code: lock_acquire.lua
+# and lock_release.lua, planned by memgang's sans-I/O core, sent by plain redis-py EVALSHA; a
+# queued worker waits for its grant on a plain redis-py subscription to its own wake channel.
+# A reference for the scripts and the protocol, not a usable lock (no lease renewal, no
+# cancel on timeout, no LockLost): it is no peer, and it has no asyncio row.
+
+SCRIPTS_REF = "lua-write(redis-py)"
+
+
+class _ScriptsLock:
+    def __init__(self, client: redis.Redis, target: Target) -> None:
+        from memgang.config import Config
+        from memgang.keys import SwarmKeys
+        from memgang.locks import lock_call, new_lock_id
+        from memgang.memory import target as resolve
+
+        self._client, self._new_id = client, new_lock_id
+        ks = SwarmKeys(target.tag)
+        self._agent = f"w{target.worker}"
+        self._call = lock_call(ks, resolve(ks.swarm, self._agent, "global/bench")[0],
+                               Config().log_maxlen)
+        self._wake = ks.wake(new_lock_id())
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        self._pubsub.subscribe(self._wake)
+        while self._pubsub.get_message(timeout=1) is None and not self._pubsub.subscribed:
+            pass
+        sources = scripts.sources()
+        self._acquire_sha = client.script_load(sources["lock_acquire"])
+        self._release_sha = client.script_load(sources["lock_release"])
+        self._holder = ""
+
+    def _eval(self, sha: str, args: Sequence[Any]) -> Any:
+        keys = self._call.keys
+        return self._client.evalsha(sha, len(keys), *keys, *args)
+
+    def acquire(self) -> None:
+        from memgang.locks import Queued, interpret_acquire, parse_wake
+
+        waiter = self._new_id()
+
+        def ask(recheck: bool) -> object:
+            args = self._call.acquire(waiter, self._agent, "write", LEASE_S * 1000, self._wake,
+                                      False, recheck=recheck)
+            return interpret_acquire(self._eval(self._acquire_sha, args), name="bench",
+                                     agent=self._agent, mode="write")
+
+        outcome = ask(False)
+        deadline = time.monotonic() + WAIT_S
+        while isinstance(outcome, Queued):
+            message = self._pubsub.get_message(timeout=outcome.recheck_ms / 1000)
+            if message is not None:
+                wake = parse_wake(message["data"])
+                if wake is not None and wake[0] == waiter:
+                    break
+                continue
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"not acquired within {WAIT_S} s")
+            outcome = ask(True)
+        if outcome is None:
+            raise RuntimeError("lock_acquire.lua queued nothing")
+        self._holder = waiter
+
+    def release(self) -> None:
+        from memgang.locks import interpret_release
+
+        if not interpret_release(self._eval(self._release_sha, self._call.release(self._holder))):
+            raise RuntimeError("the lease had ended before it was released")
+
+
+@contextlib.contextmanager
+def _scripts_sync(target: Target) -> Iterator[SyncLock]:
+    with _client(target) as client:
+        lock = _ScriptsLock(client, target)
+        lock.acquire()  # load the scripts and settle the subscription before the start
+        lock.release()
+        yield lock
+
+
 register_impl(FLOOR, _floor_sync, open_async=_floor_async, setup=_floor_setup)
+register_impl(SCRIPTS_REF, _scripts_sync)
 for _sleep_s in (0.1, 0.001):
     register_impl(
         f"redis-py({_sleep_s:g})",
