@@ -8,7 +8,8 @@
 --                             (the contract lock_refusal in _lib.lua reads; token "" for read)
 --   KEYS[2]  queue    list    waiter ids, oldest first (FIFO)
 --   KEYS[3]  waiters  hash    waiter id -> "<mode>|<agent>|<lease_ms>|<alive_until_ms>|<wake>",
---                             or "cancelled|<until_ms>": a tombstone (see lock_cancel.lua)
+--                             or "cancelled|<until_ms>": a tombstone (see lock_cancel.lua);
+--                             and LK_SWEEP_FIELD -> ms, when tombstones may be swept next
 --   KEYS[4]  fence    string  newest fencing token of the name (INCR; never expires)
 --   KEYS[5]  index    set     lock names (full keys) that have holders or waiters
 --   KEYS[6]  log      stream  the swarm's event log
@@ -46,8 +47,12 @@ local LK_COMPAT = {
 local LK_GRACE_MS = 60000
 -- a waiter re-checks at least every lease/2; it is abandoned after lease + this much silence
 local LK_WAITER_SLACK_MS = 2000
--- lock_cancel.lua sweeps expired tombstones once they outnumber the queue by this much
+-- lock_cancel.lua sweeps expired tombstones once they outnumber the queue by this much, at
+-- most once per LK_SWEEP_EVERY_MS; the waiters-hash field LK_SWEEP_FIELD (no waiter id: ids
+-- are hex) holds the server time (ms) from which the next sweep may run
 local LK_TOMBSTONE_SLACK = 32
+local LK_SWEEP_EVERY_MS = 30000
+local LK_SWEEP_FIELD = '_sweep'
 
 -- lock_acquired / lock_released / lock_expired, in the log and on the swarm's channel;
 -- "version" carries the fencing token (0 for read leases)

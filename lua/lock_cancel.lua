@@ -9,7 +9,10 @@
 -- returns {14}) and removes it. The waiters hash is kept for at least LK_GRACE_MS after.
 -- (A late re-check needs no tombstone: lock_acquire never starts a request from one.)
 -- Tombstones whose request never comes (it was lost before it was sent) are dropped once
--- past their time, whenever they outnumber the queue by LK_TOMBSTONE_SLACK.
+-- past their time, when they outnumber the queue by LK_TOMBSTONE_SLACK: by a sweep of the
+-- whole hash, at most once per LK_SWEEP_EVERY_MS (the field LK_SWEEP_FIELD of the hash
+-- holds when the next may run), so that a storm of such cancels costs each one O(1), not a
+-- sweep of every tombstone still within its time.
 --
 -- KEYS[1]  lock holders (hash)            {s}/_lock/space/id
 -- KEYS[2]  lock queue (list of ids)       {s}/_lockq/space/id
@@ -35,12 +38,14 @@ if queued then redis.call('LREM', KEYS[2], 1, id) end
 local held = lk_release(st, id)
 if not queued and not held then
   redis.call('HSET', KEYS[3], id, 'cancelled|' .. dec(st.now + LK_GRACE_MS))
-  if redis.call('HLEN', KEYS[3]) > redis.call('LLEN', KEYS[2]) + LK_TOMBSTONE_SLACK then
+  if redis.call('HLEN', KEYS[3]) > redis.call('LLEN', KEYS[2]) + LK_TOMBSTONE_SLACK
+      and (tonumber(redis.call('HGET', KEYS[3], LK_SWEEP_FIELD)) or 0) <= st.now then
     local all = redis.call('HGETALL', KEYS[3])
     for i = 1, #all, 2 do
       local til = lk_tombstone_until(all[i + 1])
       if til and til < st.now then redis.call('HDEL', KEYS[3], all[i]) end
     end
+    redis.call('HSET', KEYS[3], LK_SWEEP_FIELD, dec(st.now + LK_SWEEP_EVERY_MS))
   end
   if redis.call('PTTL', KEYS[3]) < LK_GRACE_MS then
     redis.call('PEXPIRE', KEYS[3], LK_GRACE_MS)

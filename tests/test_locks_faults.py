@@ -305,12 +305,38 @@ def test_tombstones_of_requests_that_never_come_are_swept(
     waiters = swarm.keys.lock_waiters(key)
     for _ in range(40):  # cancels whose requests were lost before they were sent
         gang.call("lock_cancel", list(call.keys), call.cancel(new_lock_id()))
-    assert raw.hlen(waiters) == 40
-    stale = {f: v.replace(v.split("|")[1], "1") for f, v in
-             ((f.decode(), v.decode()) for f, v in raw.hgetall(waiters).items())}
-    raw.hset(waiters, mapping=stale)  # ... and whose time has passed
+    tombstones = {f.decode(): v.decode() for f, v in raw.hgetall(waiters).items()
+                  if v.startswith(b"cancelled|")}
+    assert len(tombstones) == 40
+    stale = {f: v.replace(v.split("|")[1], "1") for f, v in tombstones.items()}
+    raw.hset(waiters, mapping=stale)  # ... and whose time has passed, as has the time
+    raw.hset(waiters, "_sweep", "1")  # until which a sweep that found none past its own
+    #                                   put off the next one
     gang.call("lock_cancel", list(call.keys), call.cancel(new_lock_id()))
-    assert raw.hlen(waiters) == 1  # only the newest, still within its time
+    left = {f.decode() for f in raw.hkeys(waiters)}
+    assert len(left - {"_sweep"}) == 1  # only the newest, still within its time
+
+
+def _hgetalls(raw: redis.Redis) -> int:
+    """HGETALL calls the server has run, those inside scripts included."""
+    return int(raw.info("commandstats").get("cmdstat_hgetall", {}).get("calls", 0))
+
+
+def test_a_storm_of_cancels_sweeps_the_tombstones_once_not_on_every_cancel(
+        swarm: memgang.Swarm, gang: memgang.Gang, raw: redis.Redis) -> None:
+    def cancels(name: str, n: int) -> int:
+        key = parse_full(swarm.agent("a").key(name))
+        call = lock_call(swarm.keys, key, gang.settings.log_maxlen)
+        before = _hgetalls(raw)
+        for _ in range(n):  # cancels whose requests were lost before they were sent
+            gang.call("lock_cancel", list(call.keys), call.cancel(new_lock_id()))
+        assert raw.hlen(swarm.keys.lock_waiters(key)) >= n  # every tombstone kept
+        return _hgetalls(raw) - before
+
+    per_cancel = cancels("calm", 10) / 10  # below the sweep threshold: no sweep at all
+    # 300 tombstones within their time: the first sweep over the threshold finds nothing
+    # to drop, and puts off the next; before, every cancel swept them all again
+    assert cancels("storm", 300) <= 300 * per_cancel + 1
 
 
 def test_a_recheck_that_arrives_after_its_cancel_queues_and_grants_nothing(
