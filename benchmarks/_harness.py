@@ -23,12 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import functools
 import importlib.util
 import itertools
 import math
 import multiprocessing
 import signal
+import socket
 import sys
 import time
 import traceback
@@ -41,8 +41,10 @@ from multiprocessing.connection import wait as wait_for_connections
 from multiprocessing.synchronize import Event
 from typing import Any, Literal, Protocol, TypeAlias
 
+import hiredis
 import redis
 import redis.asyncio
+import redis.connection
 
 from memgang import scripts
 from memgang.codec import Codec
@@ -224,20 +226,66 @@ def server_url(url: str | None) -> Iterator[str]:
         server.stop()
 
 
-def plain_write_calls(client: redis.Redis, swarm: str, agent: str,
-                      items: Sequence[tuple[str, Any]], **options: Any
-                      ) -> list[Callable[[], Any]]:
-    """One call per (key, value): memgang's own write.lua call, planned here by memgang's
-    sans-I/O core with the settings ``memgang.connect()`` uses, sent by plain redis-py
-    ``EVALSHA`` on ``client``. What a write costs on this design with no memgang client: the
-    reference rows of the throughput and events benchmarks."""
-    sha = client.script_load(scripts.sources()["write"])
+def packed(*parts: Any) -> bytes:
+    """One command in RESP (hiredis)."""
+    out: bytes = hiredis.pack_command(parts)
+    return out
+
+
+class BareConnection:
+    """A socket to Redis and nothing on top: it sends bytes packed ahead of time and reads
+    the reply with hiredis; no pool, no retries, no per-call packing or checks. The least work
+    a client can do per call: with it, a reference row measures what a script costs on the
+    design itself, whatever the client."""
+
+    def __init__(self, url: str) -> None:
+        kw: dict[str, Any] = redis.connection.parse_url(url)  # type: ignore[no-untyped-call]
+        if "path" in kw:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.connect(kw["path"])
+        else:
+            self.sock = socket.create_connection((kw.get("host", "localhost"),
+                                                  kw.get("port", 6379)))
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._reader = hiredis.Reader()
+        if kw.get("password"):
+            auth = [kw["username"], kw["password"]] if kw.get("username") else [kw["password"]]
+            self.call(packed("AUTH", *auth))
+        if kw.get("db"):
+            self.call(packed("SELECT", kw["db"]))
+
+    def read(self) -> Any:
+        """The next reply (a push message, on a subscribed connection)."""
+        while (reply := self._reader.gets()) is False:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("Redis closed the connection")
+            self._reader.feed(data)
+        if isinstance(reply, hiredis.ReplyError):
+            raise RuntimeError(f"Redis refused a reference call: {reply}")
+        return reply
+
+    def call(self, packed: bytes) -> Any:
+        self.sock.sendall(packed)
+        return self.read()
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def bare_write_calls(conn: BareConnection, swarm: str, agent: str,
+                     items: Sequence[tuple[str, Any]], **options: Any) -> list[bytes]:
+    """One packed call per (key, value): memgang's own write.lua call, planned ahead by
+    memgang's sans-I/O core with the settings ``memgang.connect()`` uses, packed as plain
+    ``EVALSHA`` for ``conn`` (whose server it loads the script on). What a write costs on
+    this design with a client that does nothing per call: the reference rows of the
+    throughput and events benchmarks."""
+    sha = conn.call(packed("SCRIPT", "LOAD", scripts.sources()["write"]))
     ks = SwarmKeys(swarm)
     settings = Settings(Codec(), MemgangConfig().log_maxlen)
     plans = [plan_write(ks, settings, target(swarm, agent, key)[0], agent, value, **options)
              for key, value in items]
-    return [functools.partial(client.evalsha, sha, len(p.keys), *p.keys, *p.args)
-            for p in plans]
+    return [packed("EVALSHA", sha, len(p.keys), *p.keys, *p.args) for p in plans]
 
 
 # --- workers ----------------------------------------------------------------------------------

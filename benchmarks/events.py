@@ -4,9 +4,9 @@
 
 1. Latency, one event in flight at a time, sync (threads) and asyncio:
    - raw:      ``PUBLISH`` -> a redis-py PubSub reader gets it (the floor);
-   - script (sync): memgang's write.lua call, planned ahead, sent by plain redis-py
-     ``EVALSHA`` -> a redis-py PubSub reader gets its event (what the write itself costs on
-     this design, with no memgang client on either side);
+   - script (sync): memgang's write.lua call, planned and packed ahead, sent on a bare
+     socket (no client work per call) -> a redis-py PubSub reader gets its event (what the
+     write itself costs on this design, with no memgang client on either side);
    - delivery: ``PUBLISH`` of a well-formed event JSON on a swarm channel -> a memgang
      subscription's handler (what the event machinery adds: hub, parsing, sequence check,
      per-listener queue, hand-over);
@@ -47,7 +47,7 @@ import redis.asyncio
 
 import memgang
 import memgang.aio
-from benchmarks._harness import plain_write_calls, server_url
+from benchmarks._harness import BareConnection, bare_write_calls, server_url
 from memgang.events import parse_id
 from memgang.keys import SwarmKeys
 from memgang.tables import aligned
@@ -77,22 +77,24 @@ def event_json(swarm: str, i: int, base: int) -> bytes:
 Sample = tuple[float, float]  # (event handed over, call returned), seconds after the call
 
 
-def _raw_sender(pub: redis.Redis, script: bool) -> tuple[str, Callable[[], Any]]:
-    """(channel, send): a bare PUBLISH; or, with ``script``, memgang's own write.lua call
-    (planned ahead by its sans-I/O core) sent by plain redis-py EVALSHA, whose PUBLISH on
-    the swarm's channel is the event: what a write costs on this design, whatever the
-    client."""
+def _raw_sender(url: str, pub: redis.Redis, script: bool
+                ) -> tuple[str, Callable[[], Any], Callable[[], None]]:
+    """(channel, send, close): a bare PUBLISH by redis-py; or, with ``script``, memgang's own
+    write.lua call, planned and packed ahead by its sans-I/O core and sent on a bare socket
+    (no client work per call), whose PUBLISH on the swarm's channel is the event: what a
+    write costs on this design, whatever the client."""
     if not script:
         payload = event_json("x", 1, 1)
-        return "bench:lat", lambda: pub.publish("bench:lat", payload)
+        return "bench:lat", lambda: pub.publish("bench:lat", payload), lambda: None
+    conn = BareConnection(url)
     swarm = SwarmKeys(fresh_swarm_name("bench"))
-    (send,) = plain_write_calls(pub, swarm.swarm, "w", [("k", {"i": 1, "text": "latency probe"})])
-    return swarm.channel, send
+    (call,) = bare_write_calls(conn, swarm.swarm, "w", [("k", {"i": 1, "text": "latency probe"})])
+    return swarm.channel, lambda: conn.call(call), conn.close
 
 
 def lat_raw_sync(url: str, n: int, script: bool = False) -> list[Sample]:
     pub = redis.Redis.from_url(url)
-    channel, send = _raw_sender(pub, script)
+    channel, send, close = _raw_sender(url, pub, script)
     sub = redis.Redis.from_url(url).pubsub()  # type: ignore[no-untyped-call]
     sub.subscribe(channel)
     sub.get_message(timeout=1)
@@ -120,6 +122,7 @@ def lat_raw_sync(url: str, n: int, script: bool = False) -> list[Sample]:
         out.append((stamps[-1] - t0, t1 - t0))
     thread.join(5)
     sub.close()
+    close()
     pub.close()
     return out
 
@@ -260,7 +263,7 @@ def latency(url: str, n: int, rounds: int) -> list[LatencyRow]:
         for path, label in (("raw", "raw PUBLISH -> receive"),
                             ("delivery", "memgang PUBLISH'd event -> handler"),
                             ("write", "memgang write() -> handler"),
-                            ("script", "raw EVALSHA write.lua -> receive")):
+                            ("script", "write.lua by a bare client -> receive")):
             if path not in data:
                 continue
             handed = [h for h, _ in data[path]]
@@ -532,8 +535,9 @@ def render(report: Report) -> str:
         for r in report.latency]))
     out.append("call p50: until PUBLISH / write() itself returned (the write is one Lua "
                "script: value, version, indexes, XADD, PUBLISH)")
-    out.append("raw EVALSHA write.lua: memgang's write script, planned ahead, sent by plain "
-               "redis-py, its event read by a plain redis-py subscriber (no memgang client)")
+    out.append("write.lua by a bare client: memgang's write script, planned and packed ahead, "
+               "sent on a bare socket, its event read by a plain redis-py subscriber (no "
+               "memgang client)")
     out += ["", "2. fan-out: one writer, events delivered per second to all listeners"]
     out.append(_table(["layout", "impl", "events", "deliveries", "delivered/s", "x raw"], [
         [r.layout, r.impl, str(r.events), str(r.deliveries), f"{r.delivered_per_s:,.0f}",
