@@ -15,9 +15,10 @@ With ``--url``, the server should be otherwise idle: commands per acquisition co
 always runs, as the reference for the ``x floor`` column. Every lease is ``LEASE_S`` and every
 wait is bounded by ``WAIT_S``, far above any hold, so no lease expires during a run.
 
-``lua-write(redis-py)`` is a reference, not a peer: memgang's own lock scripts (acquire,
-release) for a ``write`` lease, sent by plain redis-py ``EVALSHA``, a queued worker waiting
-for its grant on a plain redis-py subscription. It is what memgang's lock costs on its design
+``lua-write(bare)`` is a reference, not a peer: memgang's own lock scripts (acquire,
+release) for a ``write`` lease, sent by a bare client (``BareConnection``: a socket and
+hiredis, no client work beyond packing), a queued worker waiting for its grant on a bare
+subscribed socket. It is what memgang's lock costs on its design
 with no memgang client code, so ``memgang-write`` against it is the cost of memgang's client,
 and it against ``floor`` the cost of the design's scripts and protocol.
 
@@ -81,6 +82,7 @@ from benchmarks._harness import (
     HOLDS,
     INSTALL_HINT,
     AsyncLock,
+    BareConnection,
     Config,
     HarnessError,
     Hold,
@@ -92,6 +94,7 @@ from benchmarks._harness import (
     SyncLock,
     Target,
     importable,
+    packed,
     render_table,
     run_config,
     server_url,
@@ -296,41 +299,41 @@ async def _pottery_async(target: Target) -> AsyncIterator[Callable[[int], AsyncL
         yield make_lock
 
 
-# --- reference: memgang's own lock scripts, driven by plain redis-py -----------------------------
+# --- reference: memgang's own lock scripts, sent by a bare client --------------------------------
 # What a write lock costs on memgang's design with no memgang client code: lock_acquire.lua
-# and lock_release.lua, planned by memgang's sans-I/O core, sent by plain redis-py EVALSHA; a
-# queued worker waits for its grant on a plain redis-py subscription to its own wake channel.
-# A reference for the scripts and the protocol, not a usable lock (no lease renewal, no
-# cancel on timeout, no LockLost): it is no peer, and it has no asyncio row.
+# and lock_release.lua, planned by memgang's sans-I/O core and sent on a bare socket
+# (BareConnection: one hiredis pack, sendall, hiredis reply); a queued worker waits for its
+# grant on a second bare socket subscribed to its own wake channel. A reference for the
+# scripts and the protocol, not a usable lock (no lease renewal, no cancel on timeout, no
+# LockLost): it is no peer, and it has no asyncio row.
 
-SCRIPTS_REF = "lua-write(redis-py)"
+SCRIPTS_REF = "lua-write(bare)"
 
 
 class _ScriptsLock:
-    def __init__(self, client: redis.Redis, target: Target) -> None:
+    def __init__(self, target: Target) -> None:
         from memgang.config import Config
         from memgang.keys import SwarmKeys
         from memgang.locks import lock_call, new_lock_id
         from memgang.memory import target as resolve
 
-        self._client, self._new_id = client, new_lock_id
+        self._new_id = new_lock_id
         ks = SwarmKeys(target.tag)
         self._agent = f"w{target.worker}"
         self._call = lock_call(ks, resolve(ks.swarm, self._agent, "global/bench")[0],
                                Config().log_maxlen)
         self._wake = ks.wake(new_lock_id())
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-        self._pubsub.subscribe(self._wake)
-        while self._pubsub.get_message(timeout=1) is None and not self._pubsub.subscribed:
-            pass
+        self._conn = BareConnection(target.url)
+        self._sub = BareConnection(target.url)
+        self._sub.call(packed("SUBSCRIBE", self._wake))  # its confirmation
         sources = scripts.sources()
-        self._acquire_sha = client.script_load(sources["lock_acquire"])
-        self._release_sha = client.script_load(sources["lock_release"])
+        self._acquire_sha = self._conn.call(packed("SCRIPT", "LOAD", sources["lock_acquire"]))
+        self._release_sha = self._conn.call(packed("SCRIPT", "LOAD", sources["lock_release"]))
         self._holder = ""
 
-    def _eval(self, sha: str, args: Sequence[Any]) -> Any:
+    def _eval(self, sha: bytes, args: Sequence[Any]) -> Any:
         keys = self._call.keys
-        return self._client.evalsha(sha, len(keys), *keys, *args)
+        return self._conn.call(packed("EVALSHA", sha, len(keys), *keys, *args))
 
     def acquire(self) -> None:
         from memgang.locks import Queued, interpret_acquire, parse_wake
@@ -346,15 +349,17 @@ class _ScriptsLock:
         outcome = ask(False)
         deadline = time.monotonic() + WAIT_S
         while isinstance(outcome, Queued):
-            message = self._pubsub.get_message(timeout=outcome.recheck_ms / 1000)
-            if message is not None:
-                wake = parse_wake(message["data"])
-                if wake is not None and wake[0] == waiter:
-                    break
+            self._sub.sock.settimeout(outcome.recheck_ms / 1000)
+            try:
+                message = self._sub.read()  # [b"message", channel, data]
+            except TimeoutError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"not acquired within {WAIT_S} s") from None
+                outcome = ask(True)
                 continue
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"not acquired within {WAIT_S} s")
-            outcome = ask(True)
+            wake = parse_wake(message[2])
+            if wake is not None and wake[0] == waiter:
+                break
         if outcome is None:
             raise RuntimeError("lock_acquire.lua queued nothing")
         self._holder = waiter
@@ -365,14 +370,20 @@ class _ScriptsLock:
         if not interpret_release(self._eval(self._release_sha, self._call.release(self._holder))):
             raise RuntimeError("the lease had ended before it was released")
 
+    def close(self) -> None:
+        self._conn.close()
+        self._sub.close()
+
 
 @contextlib.contextmanager
 def _scripts_sync(target: Target) -> Iterator[SyncLock]:
-    with _client(target) as client:
-        lock = _ScriptsLock(client, target)
+    lock = _ScriptsLock(target)
+    try:
         lock.acquire()  # load the scripts and settle the subscription before the start
         lock.release()
         yield lock
+    finally:
+        lock.close()
 
 
 register_impl(FLOOR, _floor_sync, open_async=_floor_async, setup=_floor_setup)
