@@ -265,9 +265,15 @@ class BareConnection:
             raise RuntimeError(f"Redis refused a reference call: {reply}")
         return reply
 
-    def call(self, packed: bytes) -> Any:
-        self.sock.sendall(packed)
+    def call(self, command: bytes) -> Any:
+        """The reply to ``command``, packed (:func:`packed`)."""
+        self.sock.sendall(command)
         return self.read()
+
+    def load_script(self, name: str) -> bytes:
+        """SCRIPT LOAD of memgang's script ``name``; its SHA-1, for EVALSHA."""
+        sha: bytes = self.call(packed("SCRIPT", "LOAD", scripts.sources()[name]))
+        return sha
 
     def close(self) -> None:
         self.sock.close()
@@ -280,7 +286,7 @@ def bare_write_calls(conn: BareConnection, swarm: str, agent: str,
     ``EVALSHA`` for ``conn`` (whose server it loads the script on). What a write costs on
     this design with a client that does nothing per call: the reference rows of the
     throughput and events benchmarks."""
-    sha = conn.call(packed("SCRIPT", "LOAD", scripts.sources()["write"]))
+    sha = conn.load_script("write")
     ks = SwarmKeys(swarm)
     settings = Settings(Codec(), MemgangConfig().log_maxlen)
     plans = [plan_write(ks, settings, target(swarm, agent, key)[0], agent, value, **options)

@@ -18,9 +18,9 @@ wait is bounded by ``WAIT_S``, far above any hold, so no lease expires during a 
 ``lua-write(bare)`` is a reference, not a peer: memgang's own lock scripts (acquire,
 release) for a ``write`` lease, sent by a bare client (``BareConnection``: a socket and
 hiredis, no client work beyond packing), a queued worker waiting for its grant on a bare
-subscribed socket. It is what memgang's lock costs on its design
-with no memgang client code, so ``memgang-write`` against it is the cost of memgang's client,
-and it against ``floor`` the cost of the design's scripts and protocol.
+subscribed socket. It is what memgang's lock costs on its design with no memgang client
+code, so ``memgang-write`` against it is the cost of memgang's client, and it against
+``floor`` the cost of the design's scripts and protocol.
 
 Exit status: 0, or 1 if a configuration failed or saw a mutual-exclusion violation, or 2 if
 the benchmark could not run.
@@ -101,7 +101,6 @@ from benchmarks._harness import (
     set_floor_ratios,
     write_chart,
 )
-from memgang import scripts
 from memgang.config import redact
 
 __all__ = [
@@ -326,9 +325,8 @@ class _ScriptsLock:
         self._conn = BareConnection(target.url)
         self._sub = BareConnection(target.url)
         self._sub.call(packed("SUBSCRIBE", self._wake))  # its confirmation
-        sources = scripts.sources()
-        self._acquire_sha = self._conn.call(packed("SCRIPT", "LOAD", sources["lock_acquire"]))
-        self._release_sha = self._conn.call(packed("SCRIPT", "LOAD", sources["lock_release"]))
+        self._acquire_sha = self._conn.load_script("lock_acquire")
+        self._release_sha = self._conn.load_script("lock_release")
         self._holder = ""
 
     def _eval(self, sha: bytes, args: Sequence[Any]) -> Any:
