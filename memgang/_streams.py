@@ -1,0 +1,240 @@
+"""memgang's own reads and writes on a connection redis-py opened.
+
+redis-py connects (TCP, unix socket or TLS; AUTH or a credential provider, HELLO, SELECT,
+CLIENT SETNAME): that handshake is settled code memgang has no reason to repeat. After it,
+a stream owns the socket: it sends bytes already packed and parses replies with its own
+hiredis reader. redis-py's per-call path around the same socket (its parser wrappers,
+retries, timeouts re-armed per read, health checks, event hooks) cost more client CPU than
+the call it carried.
+
+Replies come back as redis-py would give them, so callers keep mapping them as before: an
+error reply is redis-py's exception for it (``NOSCRIPT`` -> ``NoScriptError``, ``NOPERM``
+-> ``NoPermissionError``, ``OOM`` ...), returned in place, not raised; a read or write that
+passes the connection's ``socket_timeout`` raises ``redis.exceptions.TimeoutError``; a
+connection the server closed, or one that failed, raises ``ConnectionError``. A stream that
+raised is broken: its caller closes it.
+
+``AsyncStream`` (asyncio) and ``SyncStream`` (a blocking socket) are twins with the same
+methods, so ``memgang/_sync`` is still generated from ``memgang/_async``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import select
+import socket
+import ssl
+from typing import Any
+
+import hiredis
+import redis.exceptions
+from redis._parsers.base import BaseParser
+
+RedisConnectionError = redis.exceptions.ConnectionError
+RedisTimeout = redis.exceptions.TimeoutError
+READ_SIZE = 65536
+
+
+def reply_reader() -> hiredis.Reader:
+    """A hiredis reader that makes error replies redis-py's exceptions, and bytes of the rest."""
+    return hiredis.Reader(protocolError=redis.exceptions.InvalidResponse,
+                          replyError=BaseParser.parse_error)
+
+
+def _where(conn: Any) -> str:
+    try:
+        return str(conn._host_error())
+    except Exception:  # a connection class of the user's without it
+        return "Redis"
+
+
+class AsyncStream(asyncio.Protocol):
+    """Reads and writes on an asyncio connection: it becomes its transport's protocol, so
+    a reply is parsed as its bytes arrive and nothing sits in a second buffer."""
+
+    def __init__(self, conn: Any) -> None:
+        """``conn``: a connected ``redis.asyncio.Connection``; the stream takes its socket."""
+        self._conn = conn
+        self._where = _where(conn)
+        self._timeout: float | None = conn.socket_timeout
+        self._loop = asyncio.get_running_loop()
+        self._reader = reply_reader()
+        # a read waiting for bytes, and a send waiting while writing is paused: each wakes
+        # with True if the connection's socket_timeout passed first
+        self._waiter: asyncio.Future[bool] | None = None
+        self._writable: asyncio.Future[bool] | None = None
+        self._lost: str | None = None  # why the connection ended, once it has
+        streams = conn._reader
+        leftover = bytes(getattr(streams, "_buffer", b""))
+        if leftover:  # sent by the server after the handshake: a stray reply or a push
+            self._reader.feed(leftover)
+        if streams.at_eof():
+            self._lost = "Connection closed by server."
+        self._transport: asyncio.Transport = conn._writer.transport
+        self._transport.set_protocol(self)
+
+    @classmethod
+    async def open(cls, conn: Any) -> AsyncStream:
+        await conn.connect()
+        return cls(conn)
+
+    # --- asyncio.Protocol: called by the event loop --------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        self._reader.feed(data)
+        _wake(self._waiter, False)
+
+    def eof_received(self) -> bool:
+        self._end("Connection closed by server.")
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end(f"Connection lost: {exc}" if exc else "Connection closed by server.")
+
+    def pause_writing(self) -> None:
+        if self._writable is None:
+            self._writable = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        writable, self._writable = self._writable, None
+        _wake(writable, False)
+
+    def _end(self, why: str) -> None:
+        if self._lost is None:
+            self._lost = why
+        _wake(self._waiter, False)
+        _wake(self._writable, False)
+
+    # --- the stream ----------------------------------------------------------------------
+
+    def stale(self) -> bool:
+        """True if this idle connection cannot serve a call: the server closed it, or bytes
+        arrived that no call asked for. Costs no system call: the loop already read them."""
+        return self._lost is not None or bool(self._reader.has_data())
+
+    async def send(self, data: bytes) -> None:
+        if self._lost is not None:
+            raise RedisConnectionError(f"Error while writing to {self._where}: {self._lost}")
+        self._transport.write(data)
+        if self._writable is not None:  # the kernel's buffer is full: wait until it drains
+            await self._wait(self._writable, "writing to")
+            if self._lost is not None:
+                raise RedisConnectionError(f"Error while writing to {self._where}: {self._lost}")
+
+    async def read(self) -> Any:
+        """The next reply (an error reply as redis-py's exception, in place)."""
+        reply = self._reader.gets()
+        while reply is False:
+            if self._lost is not None:
+                raise RedisConnectionError(f"Error while reading from {self._where}: {self._lost}")
+            self._waiter = self._loop.create_future()
+            try:
+                await self._wait(self._waiter, "reading from")
+            finally:
+                self._waiter = None
+            reply = self._reader.gets()
+        return reply
+
+    async def _wait(self, fut: asyncio.Future[bool], doing: str) -> None:
+        """Wait for ``fut`` to be woken; past the socket timeout, raise TimeoutError."""
+        if self._timeout is None:
+            await fut
+            return
+        timer = self._loop.call_later(self._timeout, _wake, fut, True)
+        try:
+            timed_out = await fut
+        finally:
+            timer.cancel()
+        if timed_out:
+            raise RedisTimeout(f"Timeout {doing} {self._where}")
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._conn.disconnect(nowait=True)
+
+
+def _wake(fut: asyncio.Future[bool] | None, timed_out: bool) -> None:
+    if fut is not None and not fut.done():
+        fut.set_result(timed_out)
+
+
+class SyncStream:
+    """Reads and writes on a blocking socket, whose timeout is the connection's
+    ``socket_timeout``."""
+
+    def __init__(self, conn: Any) -> None:
+        """``conn``: a connected ``redis.Connection``; the stream takes its socket."""
+        self._conn = conn
+        self._where = _where(conn)
+        self._timeout: float | None = conn.socket_timeout
+        self._sock: socket.socket = conn._sock
+        self._reader = reply_reader()
+        self._poll: Any = None
+        if hasattr(select, "poll"):
+            self._poll = select.poll()
+            self._poll.register(self._sock, select.POLLIN)
+
+    @classmethod
+    def open(cls, conn: Any) -> SyncStream:
+        conn.connect()
+        return cls(conn)
+
+    def stale(self) -> bool:
+        """True if this idle connection cannot serve a call: the server closed it, or bytes
+        arrived that no call asked for. One poll when nothing is pending."""
+        if self._reader.has_data():
+            return True
+        if self._poll is not None:
+            if not self._poll.poll(0):
+                return False
+        elif not select.select([self._sock], [], [], 0)[0]:
+            return False
+        # readable: end of file, a stray reply, or (TLS) a record that carries no data,
+        # such as a session ticket, which does not make the connection stale
+        try:
+            self._sock.setblocking(False)
+            data = self._sock.recv(READ_SIZE)
+        except (BlockingIOError, ssl.SSLWantReadError, InterruptedError):
+            return False
+        except OSError:
+            return True
+        finally:
+            with contextlib.suppress(OSError):
+                self._sock.settimeout(self._timeout)
+        if data:
+            self._reader.feed(data)
+        return True
+
+    def send(self, data: bytes) -> None:
+        try:
+            self._sock.sendall(data)
+        except TimeoutError as exc:
+            raise RedisTimeout(f"Timeout writing to {self._where}") from exc
+        except OSError as exc:
+            raise RedisConnectionError(f"Error while writing to {self._where}: {exc}") from exc
+
+    def read(self) -> Any:
+        """The next reply (an error reply as redis-py's exception, in place)."""
+        reply = self._reader.gets()
+        while reply is False:
+            try:
+                data = self._sock.recv(READ_SIZE)
+            except TimeoutError as exc:
+                raise RedisTimeout(f"Timeout reading from {self._where}") from exc
+            except OSError as exc:
+                raise RedisConnectionError(f"Error while reading from {self._where}: "
+                                           f"{exc}") from exc
+            if not data:
+                raise RedisConnectionError(f"Error while reading from {self._where}: "
+                                       "Connection closed by server.")
+            self._reader.feed(data)
+            reply = self._reader.gets()
+        return reply
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._conn.disconnect()
+
+
+__all__ = ["AsyncStream", "SyncStream", "reply_reader"]
