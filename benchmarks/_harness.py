@@ -291,7 +291,7 @@ def bare_write_calls(conn: BareConnection, swarm: str, agent: str,
     settings = Settings(Codec(), MemgangConfig().log_maxlen)
     plans = [plan_write(ks, settings, target(swarm, agent, key)[0], agent, value, **options)
              for key, value in items]
-    return [packed("EVALSHA", sha, len(p.keys), *p.keys, *p.args) for p in plans]
+    return [p.call.evalsha(sha) for p in plans]
 
 
 # --- workers ----------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import contextlib
 import select
 import socket
 import ssl
+import struct
 from typing import Any
 
 import hiredis
@@ -49,9 +50,10 @@ def _where(conn: Any) -> str:
         return "Redis"
 
 
-class AsyncStream(asyncio.Protocol):
+class AsyncStream(asyncio.BufferedProtocol):
     """Reads and writes on an asyncio connection: it becomes its transport's protocol, so
-    a reply is parsed as its bytes arrive and nothing sits in a second buffer."""
+    the transport reads into one buffer of the stream's, whose bytes go straight to the
+    parser (no bytes object per read, no second buffer)."""
 
     def __init__(self, conn: Any) -> None:
         """``conn``: a connected ``redis.asyncio.Connection``; the stream takes its socket."""
@@ -60,6 +62,9 @@ class AsyncStream(asyncio.Protocol):
         self._timeout: float | None = conn.socket_timeout
         self._loop = asyncio.get_running_loop()
         self._reader = reply_reader()
+        # a memoryview, not the bytearray: asyncio's TLS transport fills the rest of a
+        # buffer through a slice of it, which of a bytearray would be a copy
+        self._buffer = memoryview(bytearray(READ_SIZE))
         # a read waiting for bytes, and a send waiting while writing is paused: each wakes
         # with True if the connection's socket_timeout passed first
         self._waiter: asyncio.Future[bool] | None = None
@@ -81,8 +86,11 @@ class AsyncStream(asyncio.Protocol):
 
     # --- asyncio.Protocol: called by the event loop --------------------------------------
 
-    def data_received(self, data: bytes) -> None:
-        self._reader.feed(data)
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self._reader.feed(self._buffer, 0, nbytes)  # type: ignore[arg-type]  # any buffer
         _wake(self._waiter, False)
 
     def eof_received(self) -> bool:
@@ -160,16 +168,30 @@ def _wake(fut: asyncio.Future[bool] | None, timed_out: bool) -> None:
 
 
 class SyncStream:
-    """Reads and writes on a blocking socket, whose timeout is the connection's
-    ``socket_timeout``."""
+    """Reads and writes on a blocking socket that the kernel times out.
+
+    On a plain socket (TCP, unix) the connection's ``socket_timeout`` becomes the socket's
+    ``SO_RCVTIMEO`` and ``SO_SNDTIMEO``, and Python's own timeout is turned off: with one,
+    every ``recv`` and ``send`` first ``poll()``s the socket, doubling the system calls of a
+    call. A TLS socket keeps Python's timeout: its reads retry a kernel timeout forever."""
 
     def __init__(self, conn: Any) -> None:
         """``conn``: a connected ``redis.Connection``; the stream takes its socket."""
         self._conn = conn
         self._where = _where(conn)
-        self._timeout: float | None = conn.socket_timeout
         self._sock: socket.socket = conn._sock
         self._reader = reply_reader()
+        self._buffer = bytearray(READ_SIZE)  # every recv_into lands here: no bytes per read
+        timeout = conn.socket_timeout
+        self._timeout = timeout  # Python's timeout on the socket, between calls to stale()
+        if not isinstance(self._sock, ssl.SSLSocket):
+            if timeout is not None and timeout > 0:
+                seconds = int(timeout)
+                timeval = struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+                self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+            self._timeout = None
+            self._sock.settimeout(None)
         self._poll: Any = None
         if hasattr(select, "poll"):
             self._poll = select.poll()
@@ -194,7 +216,7 @@ class SyncStream:
         # such as a session ticket, which does not make the connection stale
         try:
             self._sock.setblocking(False)
-            data = self._sock.recv(READ_SIZE)
+            n = self._sock.recv_into(self._buffer)
         except (BlockingIOError, ssl.SSLWantReadError, InterruptedError):
             return False
         except OSError:
@@ -202,14 +224,14 @@ class SyncStream:
         finally:
             with contextlib.suppress(OSError):
                 self._sock.settimeout(self._timeout)
-        if data:
-            self._reader.feed(data)
+        if n:
+            self._reader.feed(self._buffer, 0, n)  # type: ignore[arg-type]  # any buffer
         return True
 
     def send(self, data: bytes) -> None:
         try:
             self._sock.sendall(data)
-        except TimeoutError as exc:
+        except (TimeoutError, BlockingIOError, ssl.SSLWantWriteError) as exc:  # SO_SNDTIMEO
             raise RedisTimeout(f"Timeout writing to {self._where}") from exc
         except OSError as exc:
             raise RedisConnectionError(f"Error while writing to {self._where}: {exc}") from exc
@@ -219,16 +241,16 @@ class SyncStream:
         reply = self._reader.gets()
         while reply is False:
             try:
-                data = self._sock.recv(READ_SIZE)
-            except TimeoutError as exc:
+                n = self._sock.recv_into(self._buffer)
+            except (TimeoutError, BlockingIOError, ssl.SSLWantReadError) as exc:  # SO_RCVTIMEO
                 raise RedisTimeout(f"Timeout reading from {self._where}") from exc
             except OSError as exc:
                 raise RedisConnectionError(f"Error while reading from {self._where}: "
                                            f"{exc}") from exc
-            if not data:
+            if not n:
                 raise RedisConnectionError(f"Error while reading from {self._where}: "
-                                       "Connection closed by server.")
-            self._reader.feed(data)
+                                           "Connection closed by server.")
+            self._reader.feed(self._buffer, 0, n)  # type: ignore[arg-type]  # any buffer
             reply = self._reader.gets()
         return reply
 

@@ -8,6 +8,7 @@ Events are JSON so that ``redis-cli SUBSCRIBE`` and any language can read them. 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,17 @@ DEFAULT_MAX_VALUE_BYTES = 1 << 20
 DEFAULT_MAX_DEPTH = 32
 
 _SCALARS = (str, int, float, bool, bytes, type(None))
+
+
+class _Packers(threading.local):
+    """One msgpack Packer per thread: ``msgpack.packb`` builds a Packer, and allocates its
+    buffer, on every call; a Packer is not safe to share between threads."""
+
+    def __init__(self) -> None:
+        self.packer = msgpack.Packer(use_bin_type=True)
+
+
+_PACKERS = _Packers()
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +51,10 @@ class Codec:
         if not isinstance(value, _SCALARS):
             self._check_depth(value, key)
         try:
-            data: bytes = msgpack.packb(value, use_bin_type=True)
+            data: bytes = _PACKERS.packer.pack(value)
         except (TypeError, ValueError, OverflowError) as exc:
+            _PACKERS.packer.reset()  # what a failed pack left in its buffer
+
             where = f" for {key}" if key else ""
             raise InvalidValue(f"value{where} cannot be encoded as msgpack: {exc}",
                                key=key) from exc
@@ -91,8 +105,10 @@ def _depth_exceeds(value: Any, budget: int) -> bool:
         children = value
     else:
         return False
-    return any(_depth_exceeds(child, budget - 1) for child in children
-               if type(child) not in _SCALAR_TYPES)
+    for child in children:  # a loop, not any(<generator>): most values are flat
+        if type(child) not in _SCALAR_TYPES and _depth_exceeds(child, budget - 1):
+            return True
+    return False
 
 
 def dumps_json(obj: Any) -> bytes:

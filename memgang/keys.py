@@ -124,11 +124,15 @@ def resolve(swarm: str, own_space: str, ref: str) -> Key:
 class SwarmKeys:
     """Builds every system key and channel of one swarm."""
 
-    __slots__ = ("_p", "swarm")
+    __slots__ = ("_p", "swarm", "write_head")
 
     def __init__(self, swarm: str) -> None:
         self.swarm = validate_name(swarm, "swarm")
         self._p = f"{{{swarm}}}/_"
+        #: The keys every write.lua call starts with (memgang.memory.plan_write_many), in
+        #: its order: built once, not per write.
+        self.write_head = (self.seq, self.log, self.idx_all, self.idx_agent, self.idx_group,
+                           self.idx_context, self.conflict_index)
 
     # -- objects ---------------------------------------------------------------------------
     def obj(self, space: str, id_: str) -> str:

@@ -17,6 +17,7 @@ from . import scripts
 from .codec import Codec, dumps_json, loads_json
 from .errors import Error, InvalidKey, InvalidValue, ManualConflict
 from .keys import INDEX_SEP, Key, SwarmKeys, index_range, parse_full, resolve, validate_name
+from .resp import Packed, PartCache, bulk, bulks
 
 _MAX_TTL_S = 10 * 365 * 86400.0  # finite, and far below Redis's PEXPIRE limit
 POLICIES: tuple[str, ...] = ("lww", "merge", "manual")
@@ -111,8 +112,7 @@ class WritePlan:
     """
 
     keys_of: list[Key]
-    keys: list[str]
-    args: list[Any]
+    call: Packed  # the write.lua call's KEYS and ARGV
     writer: str
     expected: int | None
     fence: int | None
@@ -180,11 +180,13 @@ def plan_write_many(
         raise InvalidValue(f"on_conflict must be one of {', '.join(POLICIES)}, "
                            f"got {on_conflict!r}", key=first)
     if expected_version is not None and (
-        not isinstance(expected_version, int) or expected_version < 0
+        not isinstance(expected_version, int) or isinstance(expected_version, bool)
+        or expected_version < 0
     ):
         raise InvalidValue(f"expected_version must be a non-negative int, "
                            f"got {expected_version!r}", key=first)
-    if fence is not None and (not isinstance(fence, int) or fence < 1):
+    if fence is not None and (not isinstance(fence, int) or isinstance(fence, bool)
+                              or fence < 1):
         raise InvalidValue(f"fence must be a positive int token, got {fence!r}", key=first)
     ttl_ms = ""
     if ttl_s is not None:
@@ -203,23 +205,50 @@ def plan_write_many(
     expected = "" if expected_version is None else expected_version
     derived = _refs(derived_from)
     token = "" if fence is None else fence
-    keys = [ks.seq, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group, ks.idx_context,
-            ks.conflict_index]
-    args: list[Any] = [
-        writer, on_conflict, ttl_ms, group or "", context or "",
-        _names(tags, "tag"), _names(readable_by, "readable_by"),
-        _names(writable_by, "writable_by"),
-        settings.log_maxlen, codec.max_bytes, ks.swarm, ks.channel, ",".join(resolve_ids),
-        expected, derived, token,
-    ]
+    head = (writer, on_conflict, ttl_ms, group or "", context or "",
+            _names(tags, "tag"), _names(readable_by, "readable_by"),
+            _names(writable_by, "writable_by"),
+            settings.log_maxlen, codec.max_bytes, ks.swarm, ks.channel, ",".join(resolve_ids),
+            expected, derived, token)
+    # KEYS: the swarm's seven, each object's four, the log's counter; ARGV: the options,
+    # then each object's value and digest. What repeats is packed once (memgang.resp)
+    parts = [_swarm_keys(ks)]
+    values = [_HEAD_ARGS.get(head) or _HEAD_ARGS.put(head, bulks(head))]
     for key, value in items:
-        keys += (key.full, ks.lock(key), ks.fence(key), ks.conflicts(key))
+        parts.append(_object_keys(ks, key))
         packed = pack(value, key=key.full)
         # the value's SHA-1 is taken here, not in Lua: hashing is the client's work, and the
         # server's time is shared by every agent (a merged value is hashed by write.lua)
-        args += (packed, "" if merge else hashlib.sha1(packed).hexdigest())
-    keys.append(ks.log_n)
-    return WritePlan([key for key, _ in items], keys, args, writer, expected_version, fence)
+        values += (bulk(packed), bulk("" if merge else hashlib.sha1(packed).hexdigest()))
+    parts.append(_swarm_log_n(ks))
+    parts += values
+    n = len(items)
+    call = Packed(len(ks.write_head) + 4 * n + 1, len(head) + 2 * n, b"".join(parts))
+    return WritePlan([key for key, _ in items], call, writer, expected_version, fence)
+
+
+# packed parts of write.lua calls (memgang.resp): the options of recent writes, the KEYS of
+# recent objects, each swarm's own KEYS
+_HEAD_ARGS = PartCache(1024)
+_OBJECT_KEYS = PartCache(8192)
+_SWARM_KEYS = PartCache(1024)
+
+
+def _object_keys(ks: SwarmKeys, key: Key) -> bytes:
+    """The four KEYS of one object in a write.lua call, packed."""
+    if key.swarm != ks.swarm:  # never from resolve(); packed, not kept, all the same
+        return bulks((key.full, ks.lock(key), ks.fence(key), ks.conflicts(key)))
+    return _OBJECT_KEYS.get(key.full) or _OBJECT_KEYS.put(
+        key.full, bulks((key.full, ks.lock(key), ks.fence(key), ks.conflicts(key))))
+
+
+def _swarm_keys(ks: SwarmKeys) -> bytes:
+    return _SWARM_KEYS.get(ks.swarm) or _SWARM_KEYS.put(ks.swarm, bulks(ks.write_head))
+
+
+def _swarm_log_n(ks: SwarmKeys) -> bytes:
+    what = (ks.swarm, "log_n")
+    return _SWARM_KEYS.get(what) or _SWARM_KEYS.put(what, bulk(ks.log_n))
 
 
 @dataclass(slots=True)

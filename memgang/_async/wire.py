@@ -4,8 +4,8 @@ Every memgang operation is one script call (or a pipelined batch of them), and r
 generic command path cost more client CPU than the call itself: its pool's bookkeeping and
 metrics, the retry wrapper, argument re-packing in Python, ``Script`` objects, and around
 the socket its connection's own per-read wrappers. On this path a call is hiredis's
-``pack_command``, one send and one hiredis-parsed reply on a stream (memgang._streams) that
-owns a socket redis-py connected:
+``pack_command``, one send and one hiredis-parsed reply, on a stream (memgang._streams)
+that owns a socket redis-py connected:
 
 - connections are built from the client's pool settings (URL, TLS, password, db, timeouts)
   and kept in a LIFO free list; one that was idle for ``IDLE_S`` is replaced, and one that
@@ -30,6 +30,7 @@ callers map them to memgang errors exactly as before (:func:`memgang.errors.from
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
@@ -42,11 +43,12 @@ from redis.maint_notifications import MaintNotificationsConfig
 from .. import scripts
 from .._backends import AsyncBackend, AsyncRedis
 from .._streams import AsyncStream
+from ..resp import Packed
 
 IDLE_S = 30.0  # as the client's health_check_interval: older idle connections are replaced
 
-#: One script call: (script name, keys, args).
-Call = tuple[str, Sequence[Any], Sequence[Any]]
+#: One script call: (script name, keys, args), or (script name, keys and args packed, ()).
+Call = tuple[str, "Sequence[Any] | Packed", Sequence[Any]]
 
 
 def _command(*parts: Any) -> bytes:
@@ -83,6 +85,7 @@ class AsyncWire:
         self._open = 0  # connections of this process made here and not closed yet
         self._mutex = AsyncBackend.mutex()  # the free list and the count (threads, in sync)
         self._sha = scripts.shas()
+        self._sha_bytes = {name: sha.encode() for name, sha in self._sha.items()}
         self._idle: deque[tuple[AsyncStream, float]] = deque()
         self.closed = False
         _WIRES.add(self)
@@ -94,12 +97,27 @@ class AsyncWire:
         self._idle = deque()
         self._open = 0
 
-    def _pack(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
+    def _pack(self, name: str, keys: Sequence[Any] | Packed, args: Sequence[Any]) -> bytes:
+        if isinstance(keys, Packed):
+            return keys.evalsha(self._sha_bytes[name])
         return _command("EVALSHA", self._sha[name], len(keys), *keys, *args)
 
-    async def call(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """The reply of one script call; an error reply is raised (redis-py's exception)."""
-        reply = (await self.run([(name, keys, args)]))[0]
+    async def call(self, name: str, keys: Sequence[Any] | Packed, args: Sequence[Any] = ()
+                   ) -> Any:
+        """The reply of one script call; an error reply is raised (redis-py's exception).
+        Every memgang operation comes this way: :meth:`run` for one call, kept lean.
+        ``keys`` may be a :class:`memgang.resp.Packed` (keys and args packed ahead)."""
+        packed = self._pack(name, keys, args)
+        conn = await self._take()
+        try:
+            await conn.send(packed)
+            reply = await conn.read()
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                reply = (await self._reload(conn, [(name, keys, args)]))[0]
+        except BaseException:
+            await self._drop(conn)
+            raise
+        await self._give(conn)
         if isinstance(reply, redis.exceptions.ResponseError):
             raise reply
         return reply
@@ -145,7 +163,7 @@ class AsyncWire:
         stale: list[AsyncStream] = []
         found = None
         with self._mutex:
-            old = AsyncBackend.monotonic() - IDLE_S
+            old = time.monotonic() - IDLE_S
             while self._idle and self._idle[0][1] < old:
                 stale.append(self._idle.popleft()[0])
             if self._idle:
@@ -173,7 +191,7 @@ class AsyncWire:
     async def _give(self, conn: AsyncStream) -> None:
         with self._mutex:
             if not self.closed:
-                self._idle.append((conn, AsyncBackend.monotonic()))
+                self._idle.append((conn, time.monotonic()))
                 return
         await self._drop(conn)
 

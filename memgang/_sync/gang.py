@@ -44,13 +44,13 @@ from ..memory import (
     interpret_read,
     members_to_keys,
     plan_delete,
-    plan_write,
     plan_write_many,
     prune_call,
     read_call,
     target,
 )
 from ..metrics import Stats, parse_hash
+from ..resp import Packed
 from ..server import EmbeddedServer
 from . import memo as _memo
 from . import presence as _presence
@@ -167,7 +167,8 @@ class Gang:
                 stats.put_back(pending)
             raise ConnectionLost(f"flushing agent stats failed: {exc}") from exc
 
-    def call(self, script: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+    def call(self, script: str, keys: Sequence[Any] | Packed, args: Sequence[Any] = ()
+                   ) -> Any:
         """Run one script; redis-py errors become memgang errors (errors.from_redis; written
         out rather than ``lost_redis``, whose message is built before the call: this is
         every operation's path)."""
@@ -176,7 +177,8 @@ class Gang:
         except redis.exceptions.RedisError as exc:
             raise from_redis(f"the {script} script", exc, script=script) from exc
 
-    def call_many(self, script: str, calls: Iterable[tuple[Sequence[Any], Sequence[Any]]]
+    def call_many(self, script: str,
+                        calls: Iterable[tuple[Sequence[Any] | Packed, Sequence[Any]]]
                         ) -> list[Any]:
         """Run ``script`` once per (keys, args), pipelined in one round trip; the replies in
         order. An error reply is raised (as :meth:`call` does) once every call has run."""
@@ -449,14 +451,14 @@ class AgentMemory:
         k = target(self.swarm.name, self.name, key)[0]
         if on_conflict == "manual" and expected_version is None:
             expected_version = self._seen.get(k.full, 0)
-        plan = plan_write(
-            self.swarm.keys, self.gang.settings, k, self.name, value,
+        plan = plan_write_many(
+            self.swarm.keys, self.gang.settings, [(k, value)], self.name,
             on_conflict=on_conflict, expected_version=expected_version, ttl_s=ttl_s,
             group=group, context=context, tags=tags, readable_by=readable_by,
             writable_by=writable_by, derived_from=derived_from, fence=fence,
             resolve_ids=_resolve,
         )
-        ref = plan.interpret(self.gang.call("write", plan.keys, plan.args))
+        ref = plan.interpret(self.gang.call("write", plan.call))
         self._remember(k.full, ref.version)
         self.count("writes")
         return ref
@@ -481,7 +483,7 @@ class AgentMemory:
                             self.name, **options)
             for i in range(0, len(pairs), _BATCH)
         ]
-        replies = self.gang.call_many("write", [(plan.keys, plan.args) for plan in plans])
+        replies = self.gang.call_many("write", [(plan.call, ()) for plan in plans])
         refs: list[MemoryRef] = []
         first_error: Error | None = None
         for plan, reply in zip(plans, replies, strict=True):

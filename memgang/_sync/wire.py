@@ -5,8 +5,8 @@ Every memgang operation is one script call (or a pipelined batch of them), and r
 generic command path cost more client CPU than the call itself: its pool's bookkeeping and
 metrics, the retry wrapper, argument re-packing in Python, ``Script`` objects, and around
 the socket its connection's own per-read wrappers. On this path a call is hiredis's
-``pack_command``, one send and one hiredis-parsed reply on a stream (memgang._streams) that
-owns a socket redis-py connected:
+``pack_command``, one send and one hiredis-parsed reply, on a stream (memgang._streams)
+that owns a socket redis-py connected:
 
 - connections are built from the client's pool settings (URL, TLS, password, db, timeouts)
   and kept in a LIFO free list; one that was idle for ``IDLE_S`` is replaced, and one that
@@ -31,6 +31,7 @@ callers map them to memgang errors exactly as before (:func:`memgang.errors.from
 from __future__ import annotations
 
 import os
+import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
@@ -43,11 +44,12 @@ from redis.maint_notifications import MaintNotificationsConfig
 from .. import scripts
 from .._backends import SyncBackend, SyncRedis
 from .._streams import SyncStream
+from ..resp import Packed
 
 IDLE_S = 30.0  # as the client's health_check_interval: older idle connections are replaced
 
-#: One script call: (script name, keys, args).
-Call = tuple[str, Sequence[Any], Sequence[Any]]
+#: One script call: (script name, keys, args), or (script name, keys and args packed, ()).
+Call = tuple[str, "Sequence[Any] | Packed", Sequence[Any]]
 
 
 def _command(*parts: Any) -> bytes:
@@ -84,6 +86,7 @@ class SyncWire:
         self._open = 0  # connections of this process made here and not closed yet
         self._mutex = SyncBackend.mutex()  # the free list and the count (threads, in sync)
         self._sha = scripts.shas()
+        self._sha_bytes = {name: sha.encode() for name, sha in self._sha.items()}
         self._idle: deque[tuple[SyncStream, float]] = deque()
         self.closed = False
         _WIRES.add(self)
@@ -95,12 +98,27 @@ class SyncWire:
         self._idle = deque()
         self._open = 0
 
-    def _pack(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> bytes:
+    def _pack(self, name: str, keys: Sequence[Any] | Packed, args: Sequence[Any]) -> bytes:
+        if isinstance(keys, Packed):
+            return keys.evalsha(self._sha_bytes[name])
         return _command("EVALSHA", self._sha[name], len(keys), *keys, *args)
 
-    def call(self, name: str, keys: Sequence[Any], args: Sequence[Any]) -> Any:
-        """The reply of one script call; an error reply is raised (redis-py's exception)."""
-        reply = (self.run([(name, keys, args)]))[0]
+    def call(self, name: str, keys: Sequence[Any] | Packed, args: Sequence[Any] = ()
+                   ) -> Any:
+        """The reply of one script call; an error reply is raised (redis-py's exception).
+        Every memgang operation comes this way: :meth:`run` for one call, kept lean.
+        ``keys`` may be a :class:`memgang.resp.Packed` (keys and args packed ahead)."""
+        packed = self._pack(name, keys, args)
+        conn = self._take()
+        try:
+            conn.send(packed)
+            reply = conn.read()
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                reply = (self._reload(conn, [(name, keys, args)]))[0]
+        except BaseException:
+            self._drop(conn)
+            raise
+        self._give(conn)
         if isinstance(reply, redis.exceptions.ResponseError):
             raise reply
         return reply
@@ -146,7 +164,7 @@ class SyncWire:
         stale: list[SyncStream] = []
         found = None
         with self._mutex:
-            old = SyncBackend.monotonic() - IDLE_S
+            old = time.monotonic() - IDLE_S
             while self._idle and self._idle[0][1] < old:
                 stale.append(self._idle.popleft()[0])
             if self._idle:
@@ -174,7 +192,7 @@ class SyncWire:
     def _give(self, conn: SyncStream) -> None:
         with self._mutex:
             if not self.closed:
-                self._idle.append((conn, SyncBackend.monotonic()))
+                self._idle.append((conn, time.monotonic()))
                 return
         self._drop(conn)
 
