@@ -29,6 +29,9 @@ import redis.client
 import redis.commands.core
 import redis.retry
 
+from . import resp
+from ._streams import AsyncStream, SyncStream
+
 log = logging.getLogger("memgang")
 # how long close() waits for a background task or thread before giving up on it
 JOIN_TIMEOUT_S = 5.0
@@ -359,7 +362,9 @@ def _pubsub_kwargs(pool: Any, timeout_s: float, retry: Any, name: str) -> dict[s
 class AsyncPubSubConn:
     """A raw RESP2 connection for (P)SUBSCRIBE, read by memgang's event hub itself: nothing
     re-subscribes behind its back, and confirmations and PONGs arrive in order with the
-    messages. Built from the client's pool settings (URL, TLS, password, db)."""
+    messages. Built from the client's pool settings (URL, TLS, password, db); after redis-py
+    connects it, memgang's own stream (memgang._streams) sends and parses. Replies are
+    bytes; an error reply is raised as redis-py's exception."""
 
     def __init__(self, client: redis.asyncio.Redis, timeout_s: float, name: str) -> None:
         """``name``: its CLIENT SETNAME (``memgang-events``, ``memgang-locks``), so that
@@ -367,28 +372,28 @@ class AsyncPubSubConn:
         pool = client.connection_pool
         self._conn = pool.connection_class(**_pubsub_kwargs(pool, timeout_s, async_no_retry(),
                                                             name))
+        self._stream: AsyncStream | None = None
 
     async def connect(self) -> None:
-        await self._conn.connect()  # type: ignore[no-untyped-call]
+        self._stream = await AsyncStream.open(self._conn)
 
     async def send(self, *args: str) -> None:
-        # a connection that failed under its reader (redis-py dropped its streams) is not
-        # written to, nor silently reconnected without its subscriptions: the reader
-        # reconnects and subscribes everything again
-        if not self._conn.is_connected:
+        # a connection that failed (or was never made) is not written to, nor silently
+        # made again without its subscriptions: the reader reconnects and subscribes again
+        if self._stream is None:
             raise redis.exceptions.ConnectionError("the pub/sub connection is closed")
-        try:
-            await self._conn.send_command(*args, check_health=False)
-        except AttributeError as exc:  # its reader's failure dropped the streams meanwhile
-            raise redis.exceptions.ConnectionError("the pub/sub connection closed") from exc
+        await self._stream.send(resp.command(*args))
 
     async def read(self, timeout_s: float) -> Any | None:
         """The next message (a list), or None if nothing arrived within ``timeout_s``."""
-        return await self._conn.read_response(timeout=timeout_s, disconnect_on_error=True)
+        if self._stream is None:
+            raise redis.exceptions.ConnectionError("the pub/sub connection is closed")
+        return _raised(await self._stream.read_within(timeout_s))
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._conn.disconnect()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            await stream.close()
 
 
 class SyncPubSubConn:
@@ -399,32 +404,34 @@ class SyncPubSubConn:
         pool = client.connection_pool
         self._conn = pool.connection_class(**_pubsub_kwargs(pool, timeout_s, sync_no_retry(),
                                                             name))
-        self._closed = False
+        self._stream: SyncStream | None = None
 
     def connect(self) -> None:
-        self._conn.connect()
+        self._stream = SyncStream.open(self._conn)
 
     def send(self, *args: str) -> None:
-        if self._closed or not self._conn.is_connected:
+        stream = self._stream
+        if stream is None:
             raise redis.exceptions.ConnectionError("the pub/sub connection is closed")
-        self._conn.send_command(*args, check_health=False)
+        stream.send(resp.command(*args))
 
     def read(self, timeout_s: float) -> Any | None:
-        if self._closed:
-            raise redis.exceptions.ConnectionError("closed")
-        try:
-            if not self._conn.can_read(timeout_s):
-                return None
-            return self._conn.read_response(disconnect_on_error=True)
-        except (TypeError, AttributeError, ValueError) as exc:  # closed by another thread
-            if self._closed:
-                raise redis.exceptions.ConnectionError("closed") from exc
-            raise
+        stream = self._stream
+        if stream is None:
+            raise redis.exceptions.ConnectionError("the pub/sub connection is closed")
+        return _raised(stream.read_within(timeout_s))
 
     def close(self) -> None:
-        self._closed = True
-        with contextlib.suppress(Exception):
-            self._conn.disconnect()
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
+
+
+def _raised(reply: Any) -> Any:
+    """``reply``, unless it is an error reply: that is raised."""
+    if isinstance(reply, redis.exceptions.ResponseError):
+        raise reply
+    return reply
 
 
 class AsyncHandlers:

@@ -26,6 +26,7 @@ import select
 import socket
 import ssl
 import struct
+import time
 from typing import Any
 
 import hiredis
@@ -126,7 +127,7 @@ class AsyncStream(asyncio.BufferedProtocol):
             raise RedisConnectionError(f"Error while writing to {self._where}: {self._lost}")
         self._transport.write(data)
         if self._writable is not None:  # the kernel's buffer is full: wait until it drains
-            await self._wait(self._writable, "writing to")
+            await self._wait(self._writable, "writing to", self._timeout)
             if self._lost is not None:
                 raise RedisConnectionError(f"Error while writing to {self._where}: {self._lost}")
 
@@ -134,27 +135,50 @@ class AsyncStream(asyncio.BufferedProtocol):
         """The next reply (an error reply as redis-py's exception, in place)."""
         reply = self._reader.gets()
         while reply is False:
-            if self._lost is not None:
-                raise RedisConnectionError(f"Error while reading from {self._where}: {self._lost}")
-            self._waiter = self._loop.create_future()
-            try:
-                await self._wait(self._waiter, "reading from")
-            finally:
-                self._waiter = None
+            if await self._arrival(self._timeout):
+                raise RedisTimeout(f"Timeout reading from {self._where}")
             reply = self._reader.gets()
         return reply
 
-    async def _wait(self, fut: asyncio.Future[bool], doing: str) -> None:
-        """Wait for ``fut`` to be woken; past the socket timeout, raise TimeoutError."""
-        if self._timeout is None:
+    async def read_within(self, seconds: float) -> Any:
+        """The next reply, or None if none is complete within ``seconds`` (what arrived of
+        one is kept for the next read)."""
+        reply = self._reader.gets()
+        if reply is not False:
+            return reply
+        deadline = self._loop.time() + seconds
+        while reply is False:
+            left = deadline - self._loop.time()
+            if left <= 0 or await self._arrival(left):
+                return None
+            reply = self._reader.gets()
+        return reply
+
+    async def _arrival(self, seconds: float | None) -> bool:
+        """Wait for bytes (or the end of the connection, raised); True if ``seconds`` passed
+        first."""
+        if self._lost is not None:
+            raise RedisConnectionError(f"Error while reading from {self._where}: {self._lost}")
+        self._waiter = self._loop.create_future()
+        try:
+            await self._wait(self._waiter, "reading from", seconds, quiet=True)
+            return bool(self._waiter.result())
+        finally:
+            self._waiter = None
+
+    async def _wait(self, fut: asyncio.Future[bool], doing: str, seconds: float | None,
+                    quiet: bool = False) -> None:
+        """Wait for ``fut`` to be woken; past ``seconds``, raise TimeoutError (``quiet``:
+        return, ``fut`` holding True)."""
+        if seconds is None:
             await fut
             return
-        timer = self._loop.call_later(self._timeout, _wake, fut, True)
+        timer = self._loop.call_later(seconds, _wake, fut, True)
         try:
             timed_out = await fut
         finally:
             timer.cancel()
-        if timed_out:
+        if timed_out and not quiet:
             raise RedisTimeout(f"Timeout {doing} {self._where}")
 
     async def close(self) -> None:
@@ -207,26 +231,58 @@ class SyncStream:
         arrived that no call asked for. One poll when nothing is pending."""
         if self._reader.has_data():
             return True
-        if self._poll is not None:
-            if not self._poll.poll(0):
-                return False
-        elif not select.select([self._sock], [], [], 0)[0]:
-            return False
-        # readable: end of file, a stray reply, or (TLS) a record that carries no data,
-        # such as a session ticket, which does not make the connection stale
         try:
-            self._sock.setblocking(False)
-            n = self._sock.recv_into(self._buffer)
-        except (BlockingIOError, ssl.SSLWantReadError, InterruptedError):
-            return False
+            return self._readable(0) and self._take_available() is not None
         except OSError:
             return True
+
+    def read_within(self, seconds: float) -> Any:
+        """The next reply, or None if none is complete within ``seconds`` (what arrived of
+        one is kept for the next read)."""
+        reply = self._reader.gets()
+        if reply is not False:
+            return reply
+        deadline = time.monotonic() + seconds
+        while reply is False:
+            try:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._readable(left):
+                    return None
+                if self._take_available() == 0:
+                    raise RedisConnectionError(f"Error while reading from {self._where}: "
+                                               "Connection closed by server.")
+            except OSError as exc:  # closed under us (by close() in another thread, say)
+                raise RedisConnectionError(f"Error while reading from {self._where}: "
+                                           f"{exc}") from exc
+            reply = self._reader.gets()
+        return reply
+
+    def _readable(self, seconds: float) -> bool:
+        """True if the socket shows bytes, an end or an error within ``seconds``."""
+        if self._poll is not None:
+            return bool(self._poll.poll(seconds * 1000))
+        return bool(select.select([self._sock], [], [], seconds)[0])
+
+    def _take_available(self) -> int | None:
+        """Read, without waiting, what the socket holds into the parser: the byte count, 0
+        at the end of the connection, None if nothing came (TLS: a record that carries no
+        data, such as a session ticket)."""
+        tls = isinstance(self._sock, ssl.SSLSocket)
+        try:
+            if tls:  # takes no flags
+                self._sock.setblocking(False)
+                n = self._sock.recv_into(self._buffer)
+            else:
+                n = self._sock.recv_into(self._buffer, 0, socket.MSG_DONTWAIT)
+        except (BlockingIOError, ssl.SSLWantReadError, InterruptedError):
+            return None
         finally:
-            with contextlib.suppress(OSError):
-                self._sock.settimeout(self._timeout)
+            if tls:
+                with contextlib.suppress(OSError):
+                    self._sock.settimeout(self._timeout)
         if n:
             self._reader.feed(self._buffer, 0, n)  # type: ignore[arg-type]  # any buffer
-        return True
+        return n
 
     def send(self, data: bytes) -> None:
         try:

@@ -44,6 +44,11 @@ def bulks(args: Iterable[Any]) -> bytes:
     return b"".join([bulk(arg) for arg in args])
 
 
+def command(*parts: Any) -> bytes:
+    """One command: the RESP array of ``parts``."""
+    return b"*%d\r\n%b" % (len(parts), bulks(parts))
+
+
 class Packed(NamedTuple):
     """The KEYS and ARGV of one script call, packed: ``nkeys`` keys then ``nargs`` args,
     as RESP bulk strings (``body``). A named tuple: one is made per write."""
@@ -86,4 +91,4 @@ class PartCache:
 # EVALSHA's first parts, by (sha, nkeys, nargs): a handful of shapes per script
 _HEADS = PartCache(1024)
 
-__all__ = ["Packed", "PartCache", "bulk", "bulks"]
+__all__ = ["Packed", "PartCache", "bulk", "bulks", "command"]

@@ -82,3 +82,8 @@ def test_a_bool_is_not_taken_for_a_version_or_a_token(option: str) -> None:
     with pytest.raises(memgang.InvalidValue, match=option):
         plan_write_many(SwarmKeys("s"), Settings(Codec(), 1000),
                         [(target("s", "w", "a")[0], 1)], "w", **{option: True})
+
+
+def test_a_command_is_what_a_resp_packer_makes_of_it() -> None:
+    assert resp.command("SUBSCRIBE", "{s}/_events", "é") == hiredis.pack_command(
+        ("SUBSCRIBE", "{s}/_events", "é"))
