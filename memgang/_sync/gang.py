@@ -486,15 +486,18 @@ class AgentMemory:
         replies = self.gang.call_many("write", [(plan.call, ()) for plan in plans])
         refs: list[MemoryRef] = []
         first_error: Error | None = None
+        written = 0
         for plan, reply in zip(plans, replies, strict=True):
             for key, outcome in zip(plan.keys_of, plan.outcomes(reply), strict=True):
                 if isinstance(outcome, Error):
                     first_error = first_error or outcome
                     outcome = MemoryRef(key.full, 0)
                 else:
-                    self.stats.incr("writes")
+                    written += 1
                     self._remember(key.full, outcome.version)
                 refs.append(outcome)
+        if written:
+            self.stats.incr("writes", written)
         if first_error is not None:
             raise first_error
         return refs
