@@ -52,6 +52,7 @@ from memgang.config import Config as MemgangConfig
 from memgang.errors import ServerError
 from memgang.keys import SwarmKeys
 from memgang.memory import Settings, plan_write, target
+from memgang.resp import command
 from memgang.server import EmbeddedServer
 
 Hold = Literal["empty", "getset"]
@@ -226,12 +227,6 @@ def server_url(url: str | None) -> Iterator[str]:
         server.stop()
 
 
-def packed(*parts: Any) -> bytes:
-    """One command in RESP (hiredis)."""
-    out: bytes = hiredis.pack_command(parts)
-    return out
-
-
 class BareConnection:
     """A socket to Redis and nothing on top: it sends bytes packed ahead of time and reads
     the reply with hiredis; no pool, no retries, no per-call packing or checks. The least work
@@ -250,9 +245,9 @@ class BareConnection:
         self._reader = hiredis.Reader()
         if kw.get("password"):
             auth = [kw["username"], kw["password"]] if kw.get("username") else [kw["password"]]
-            self.call(packed("AUTH", *auth))
+            self.call(command("AUTH", *auth))
         if kw.get("db"):
-            self.call(packed("SELECT", kw["db"]))
+            self.call(command("SELECT", kw["db"]))
 
     def read(self) -> Any:
         """The next reply (a push message, on a subscribed connection)."""
@@ -272,7 +267,7 @@ class BareConnection:
 
     def load_script(self, name: str) -> bytes:
         """SCRIPT LOAD of memgang's script ``name``; its SHA-1, for EVALSHA."""
-        sha: bytes = self.call(packed("SCRIPT", "LOAD", scripts.sources()[name]))
+        sha: bytes = self.call(command("SCRIPT", "LOAD", scripts.sources()[name]))
         return sha
 
     def close(self) -> None:

@@ -94,7 +94,6 @@ from benchmarks._harness import (
     SyncLock,
     Target,
     importable,
-    packed,
     render_table,
     run_config,
     server_url,
@@ -102,6 +101,7 @@ from benchmarks._harness import (
     write_chart,
 )
 from memgang.config import redact
+from memgang.resp import command
 
 __all__ = [
     "IMPLEMENTATIONS",
@@ -324,14 +324,14 @@ class _ScriptsLock:
         self._wake = ks.wake(new_lock_id())
         self._conn = BareConnection(target.url)
         self._sub = BareConnection(target.url)
-        self._sub.call(packed("SUBSCRIBE", self._wake))  # its confirmation
+        self._sub.call(command("SUBSCRIBE", self._wake))  # its confirmation
         self._acquire_sha = self._conn.load_script("lock_acquire")
         self._release_sha = self._conn.load_script("lock_release")
         self._holder = ""
 
     def _eval(self, sha: bytes, args: Sequence[Any]) -> Any:
         keys = self._call.keys
-        return self._conn.call(packed("EVALSHA", sha, len(keys), *keys, *args))
+        return self._conn.call(command("EVALSHA", sha, len(keys), *keys, *args))
 
     def acquire(self) -> None:
         from memgang.locks import Queued, interpret_acquire, parse_wake

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
+import hiredis
 import redis.exceptions
 
 
@@ -45,8 +46,18 @@ def bulks(args: Iterable[Any]) -> bytes:
 
 
 def command(*parts: Any) -> bytes:
-    """One command: the RESP array of ``parts``."""
-    return b"*%d\r\n%b" % (len(parts), bulks(parts))
+    """One command: the RESP array of ``parts`` (str, bytes, int and float), packed by
+    hiredis; anything else is a caller's bug, named before anything is sent."""
+    try:
+        packed: bytes = hiredis.pack_command(parts)
+    except TypeError as exc:  # as redis-py says it
+        kinds = sorted({type(p).__name__ for p in parts
+                        if not isinstance(p, (str, bytes, int, float)) or isinstance(p, bool)})
+        raise redis.exceptions.DataError(f"cannot send arguments of type {', '.join(kinds)}: "
+                                         f"{exc}") from exc
+    except UnicodeEncodeError as exc:  # a lone surrogate: no UTF-8 for it
+        raise redis.exceptions.DataError(f"cannot send {exc.object!r}: {exc}") from exc
+    return packed
 
 
 class Packed(NamedTuple):

@@ -4,9 +4,9 @@
 Every memgang operation is one script call (or a pipelined batch of them), and redis-py's
 generic command path cost more client CPU than the call itself: its pool's bookkeeping and
 metrics, the retry wrapper, argument re-packing in Python, ``Script`` objects, and around
-the socket its connection's own per-read wrappers. On this path a call is hiredis's
-``pack_command``, one send and one hiredis-parsed reply, on a stream (memgang._streams)
-that owns a socket redis-py connected:
+the socket its connection's own per-read wrappers. On this path a call is packed once
+(``memgang.resp``), sent once and its reply parsed by hiredis, on a stream
+(memgang._streams) that owns a socket redis-py connected:
 
 - connections are built from the client's pool settings (URL, TLS, password, db, timeouts)
   and kept in a LIFO free list; one that was idle for ``IDLE_S`` is replaced, and one that
@@ -37,31 +37,18 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-import hiredis
 import redis
 from redis.maint_notifications import MaintNotificationsConfig
 
 from .. import scripts
 from .._backends import SyncBackend, SyncRedis
 from .._streams import SyncStream
-from ..resp import Packed
+from ..resp import Packed, command
 
 IDLE_S = 30.0  # as the client's health_check_interval: older idle connections are replaced
 
 #: One script call: (script name, keys, args), or (script name, keys and args packed, ()).
 Call = tuple[str, "Sequence[Any] | Packed", Sequence[Any]]
-
-
-def _command(*parts: Any) -> bytes:
-    """One command in RESP, packed by hiredis (str, bytes, int and float arguments)."""
-    try:
-        packed: bytes = hiredis.pack_command(parts)
-    except TypeError as exc:  # a caller's bug: as redis-py says it, before anything is sent
-        kinds = sorted({type(p).__name__ for p in parts
-                        if not isinstance(p, (str, bytes, int, float)) or isinstance(p, bool)})
-        raise redis.exceptions.DataError(f"cannot send arguments of type {', '.join(kinds)}: "
-                                         f"{exc}") from exc
-    return packed
 
 
 def _connection_kwargs(pool: Any) -> dict[str, Any]:
@@ -101,7 +88,7 @@ class SyncWire:
     def _pack(self, name: str, keys: Sequence[Any] | Packed, args: Sequence[Any]) -> bytes:
         if isinstance(keys, Packed):
             return keys.evalsha(self._sha_bytes[name])
-        return _command("EVALSHA", self._sha[name], len(keys), *keys, *args)
+        return command("EVALSHA", self._sha[name], len(keys), *keys, *args)
 
     def call(self, name: str, keys: Sequence[Any] | Packed, args: Sequence[Any] = ()
                    ) -> Any:
@@ -148,7 +135,7 @@ class SyncWire:
     def _reload(self, conn: SyncStream, calls: Sequence[Call]) -> list[Any]:
         """Load the scripts of ``calls`` (all refused with NOSCRIPT) and send them again."""
         names = sorted({name for name, _, _ in calls})
-        load = [_command("SCRIPT", "LOAD", scripts.sources()[n]) for n in names]
+        load = [command("SCRIPT", "LOAD", scripts.sources()[n]) for n in names]
         conn.send(b"".join(load + [self._pack(*c) for c in calls]))
         loaded = [conn.read() for _ in names]
         replies = [conn.read() for _ in calls]  # every reply read: in step
