@@ -44,25 +44,38 @@ def reply_reader() -> hiredis.Reader:
                           replyError=BaseParser.parse_error)
 
 
-def _where(conn: Any) -> str:
-    try:
-        return str(conn._host_error())
-    except Exception:  # a connection class of the user's without it
-        return "Redis"
+CLOSED_BY_SERVER = "Connection closed by server."
 
 
-class AsyncStream(asyncio.BufferedProtocol):
+class _Stream:
+    """What both streams say when a connection fails, naming the server as redis-py does
+    (``doing``: "reading from" or "writing to")."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        try:
+            self._where = str(conn._host_error())
+        except Exception:  # a connection class of the user's without it
+            self._where = "Redis"
+        self._reader = reply_reader()
+
+    def _ended(self, doing: str, why: object) -> redis.exceptions.ConnectionError:
+        return RedisConnectionError(f"Error while {doing} {self._where}: {why}")
+
+    def _timed_out(self, doing: str) -> redis.exceptions.TimeoutError:
+        return RedisTimeout(f"Timeout {doing} {self._where}")
+
+
+class AsyncStream(_Stream, asyncio.BufferedProtocol):
     """Reads and writes on an asyncio connection: it becomes its transport's protocol, so
     the transport reads into one buffer of the stream's, whose bytes go straight to the
     parser (no bytes object per read, no second buffer)."""
 
     def __init__(self, conn: Any) -> None:
         """``conn``: a connected ``redis.asyncio.Connection``; the stream takes its socket."""
-        self._conn = conn
-        self._where = _where(conn)
+        super().__init__(conn)
         self._timeout: float | None = conn.socket_timeout
         self._loop = asyncio.get_running_loop()
-        self._reader = reply_reader()
         # a memoryview, not the bytearray: asyncio's TLS transport fills the rest of a
         # buffer through a slice of it, which of a bytearray would be a copy
         self._buffer = memoryview(bytearray(READ_SIZE))
@@ -76,7 +89,7 @@ class AsyncStream(asyncio.BufferedProtocol):
         if leftover:  # sent by the server after the handshake: a stray reply or a push
             self._reader.feed(leftover)
         if streams.at_eof():
-            self._lost = "Connection closed by server."
+            self._lost = CLOSED_BY_SERVER
         self._transport: asyncio.Transport = conn._writer.transport
         self._transport.set_protocol(self)
 
@@ -95,11 +108,11 @@ class AsyncStream(asyncio.BufferedProtocol):
         _wake(self._waiter, False)
 
     def eof_received(self) -> bool:
-        self._end("Connection closed by server.")
+        self._end(CLOSED_BY_SERVER)
         return False  # the transport closes itself
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._end(f"Connection lost: {exc}" if exc else "Connection closed by server.")
+        self._end(f"Connection lost: {exc}" if exc else CLOSED_BY_SERVER)
 
     def pause_writing(self) -> None:
         if self._writable is None:
@@ -124,19 +137,20 @@ class AsyncStream(asyncio.BufferedProtocol):
 
     async def send(self, data: bytes) -> None:
         if self._lost is not None:
-            raise RedisConnectionError(f"Error while writing to {self._where}: {self._lost}")
+            raise self._ended("writing to", self._lost)
         self._transport.write(data)
         if self._writable is not None:  # the kernel's buffer is full: wait until it drains
-            await self._wait(self._writable, "writing to", self._timeout)
+            if await self._wait(self._writable, self._timeout):
+                raise self._timed_out("writing to")
             if self._lost is not None:
-                raise RedisConnectionError(f"Error while writing to {self._where}: {self._lost}")
+                raise self._ended("writing to", self._lost)
 
     async def read(self) -> Any:
         """The next reply (an error reply as redis-py's exception, in place)."""
         reply = self._reader.gets()
         while reply is False:
             if await self._arrival(self._timeout):
-                raise RedisTimeout(f"Timeout reading from {self._where}")
+                raise self._timed_out("reading from")
             reply = self._reader.gets()
         return reply
 
@@ -158,28 +172,22 @@ class AsyncStream(asyncio.BufferedProtocol):
         """Wait for bytes (or the end of the connection, raised); True if ``seconds`` passed
         first."""
         if self._lost is not None:
-            raise RedisConnectionError(f"Error while reading from {self._where}: {self._lost}")
+            raise self._ended("reading from", self._lost)
         self._waiter = self._loop.create_future()
         try:
-            await self._wait(self._waiter, "reading from", seconds, quiet=True)
-            return bool(self._waiter.result())
+            return await self._wait(self._waiter, seconds)
         finally:
             self._waiter = None
 
-    async def _wait(self, fut: asyncio.Future[bool], doing: str, seconds: float | None,
-                    quiet: bool = False) -> None:
-        """Wait for ``fut`` to be woken; past ``seconds``, raise TimeoutError (``quiet``:
-        return, ``fut`` holding True)."""
+    async def _wait(self, fut: asyncio.Future[bool], seconds: float | None) -> bool:
+        """Wait for ``fut`` to be woken; True if ``seconds`` passed first."""
         if seconds is None:
-            await fut
-            return
+            return await fut
         timer = self._loop.call_later(seconds, _wake, fut, True)
         try:
-            timed_out = await fut
+            return await fut
         finally:
             timer.cancel()
-        if timed_out and not quiet:
-            raise RedisTimeout(f"Timeout {doing} {self._where}")
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -191,7 +199,7 @@ def _wake(fut: asyncio.Future[bool] | None, timed_out: bool) -> None:
         fut.set_result(timed_out)
 
 
-class SyncStream:
+class SyncStream(_Stream):
     """Reads and writes on a blocking socket that the kernel times out.
 
     On a plain socket (TCP, unix) the connection's ``socket_timeout`` becomes the socket's
@@ -201,10 +209,8 @@ class SyncStream:
 
     def __init__(self, conn: Any) -> None:
         """``conn``: a connected ``redis.Connection``; the stream takes its socket."""
-        self._conn = conn
-        self._where = _where(conn)
+        super().__init__(conn)
         self._sock: socket.socket = conn._sock
-        self._reader = reply_reader()
         self._buffer = bytearray(READ_SIZE)  # every recv_into lands here: no bytes per read
         timeout = conn.socket_timeout
         self._timeout = timeout  # Python's timeout on the socket, between calls to stale()
@@ -249,11 +255,9 @@ class SyncStream:
                 if left <= 0 or not self._readable(left):
                     return None
                 if self._take_available() == 0:
-                    raise RedisConnectionError(f"Error while reading from {self._where}: "
-                                               "Connection closed by server.")
+                    raise self._ended("reading from", CLOSED_BY_SERVER)
             except OSError as exc:  # closed under us (by close() in another thread, say)
-                raise RedisConnectionError(f"Error while reading from {self._where}: "
-                                           f"{exc}") from exc
+                raise self._ended("reading from", exc) from exc
             reply = self._reader.gets()
         return reply
 
@@ -288,9 +292,9 @@ class SyncStream:
         try:
             self._sock.sendall(data)
         except (TimeoutError, BlockingIOError, ssl.SSLWantWriteError) as exc:  # SO_SNDTIMEO
-            raise RedisTimeout(f"Timeout writing to {self._where}") from exc
+            raise self._timed_out("writing to") from exc
         except OSError as exc:
-            raise RedisConnectionError(f"Error while writing to {self._where}: {exc}") from exc
+            raise self._ended("writing to", exc) from exc
 
     def read(self) -> Any:
         """The next reply (an error reply as redis-py's exception, in place)."""
@@ -299,13 +303,11 @@ class SyncStream:
             try:
                 n = self._sock.recv_into(self._buffer)
             except (TimeoutError, BlockingIOError, ssl.SSLWantReadError) as exc:  # SO_RCVTIMEO
-                raise RedisTimeout(f"Timeout reading from {self._where}") from exc
+                raise self._timed_out("reading from") from exc
             except OSError as exc:
-                raise RedisConnectionError(f"Error while reading from {self._where}: "
-                                           f"{exc}") from exc
+                raise self._ended("reading from", exc) from exc
             if not n:
-                raise RedisConnectionError(f"Error while reading from {self._where}: "
-                                           "Connection closed by server.")
+                raise self._ended("reading from", CLOSED_BY_SERVER)
             self._reader.feed(self._buffer, 0, n)  # type: ignore[arg-type]  # any buffer
             reply = self._reader.gets()
         return reply
