@@ -235,11 +235,11 @@ _SWARM_KEYS = PartCache(1024)
 
 
 def _object_keys(ks: SwarmKeys, key: Key) -> bytes:
-    """The four KEYS of one object in a write.lua call, packed."""
-    if key.swarm != ks.swarm:  # never from resolve(); packed, not kept, all the same
-        return bulks((key.full, ks.lock(key), ks.fence(key), ks.conflicts(key)))
-    return _OBJECT_KEYS.get(key.full) or _OBJECT_KEYS.put(
-        key.full, bulks((key.full, ks.lock(key), ks.fence(key), ks.conflicts(key))))
+    """The four KEYS of one object in a write.lua call, packed (kept by the swarm whose
+    keys they are built with, and the object's key)."""
+    what = (ks.swarm, key.full)
+    return _OBJECT_KEYS.get(what) or _OBJECT_KEYS.put(
+        what, bulks((key.full, ks.lock(key), ks.fence(key), ks.conflicts(key))))
 
 
 def _swarm_keys(ks: SwarmKeys) -> bytes:
