@@ -52,9 +52,7 @@ class Codec:
             self._check_depth(value, key)
         try:
             data: bytes = _PACKERS.packer.pack(value)
-        except (TypeError, ValueError, OverflowError) as exc:
-            _PACKERS.packer.reset()  # what a failed pack left in its buffer
-
+        except (TypeError, ValueError, OverflowError) as exc:  # (the Packer resets itself)
             where = f" for {key}" if key else ""
             raise InvalidValue(f"value{where} cannot be encoded as msgpack: {exc}",
                                key=key) from exc
