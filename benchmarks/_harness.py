@@ -260,9 +260,9 @@ class BareConnection:
             raise RuntimeError(f"Redis refused a reference call: {reply}")
         return reply
 
-    def call(self, command: bytes) -> Any:
-        """The reply to ``command``, packed (:func:`packed`)."""
-        self.sock.sendall(command)
+    def call(self, request: bytes) -> Any:
+        """The reply to ``request``, packed ahead (:func:`memgang.resp.command`)."""
+        self.sock.sendall(request)
         return self.read()
 
     def load_script(self, name: str) -> bytes:
