@@ -92,17 +92,24 @@ _SCALAR_TYPES = frozenset({str, int, float, bool, bytes, type(None)})
 
 
 def _depth_exceeds(value: Any, budget: int) -> bool:
-    """True if containers nest more than ``budget`` levels (scalars cost one type check)."""
-    if type(value) in _SCALAR_TYPES:
-        return False
-    if budget <= 0:
-        return isinstance(value, (Mapping, list, tuple))
-    if isinstance(value, Mapping):
+    """True if containers nest more than ``budget`` levels (scalars cost one type check).
+    Exact dicts, lists and tuples are recognised by ``type(...) is``, which costs a fraction
+    of ``isinstance`` against the ``Mapping`` ABC; other mappings and sequences still count."""
+    kind = type(value)
+    if kind is dict:
         children: Any = value.values()
+    elif kind is list or kind is tuple:
+        children = value
+    elif kind in _SCALAR_TYPES:
+        return False
+    elif isinstance(value, Mapping):
+        children = value.values()
     elif isinstance(value, (list, tuple)):
         children = value
     else:
-        return False
+        return False  # not a container msgpack nests (it refuses other types itself)
+    if budget <= 0:
+        return True
     for child in children:  # a loop, not any(<generator>): most values are flat
         if type(child) not in _SCALAR_TYPES and _depth_exceeds(child, budget - 1):
             return True
