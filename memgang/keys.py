@@ -27,14 +27,18 @@ _NAME_RE = re.compile(rf"[^{_BAD}_][^{_BAD}]*\Z")
 _BAD_CHAR_RE = re.compile(rf"[{_BAD}]")
 
 
-@lru_cache(maxsize=65536)
 def validate_name(name: str, what: str = "name") -> str:
     """Return ``name`` if it is a valid swarm, space, id, group, context or tag name.
 
     Raises :class:`InvalidKey` naming the offending character otherwise.
     """
-    if not isinstance(name, str):
+    if not isinstance(name, str):  # before the cache, which would choke on a list
         raise InvalidKey(f"{what} must be a string, got {type(name).__name__}", name=repr(name))
+    return _valid_name(name, what)
+
+
+@lru_cache(maxsize=65536)
+def _valid_name(name: str, what: str) -> str:
     if _NAME_RE.match(name):
         if len(name.encode()) > MAX_KEY_BYTES:
             raise InvalidKey(f"{what} {name[:40]!r}... is longer than {MAX_KEY_BYTES} bytes",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from . import scripts
@@ -176,18 +177,65 @@ def plan_write_many(
     """Validate everything and build one write.lua call for ``items`` (key, value) that share
     the options. Nothing here touches Redis; a bad item raises before anything is sent."""
     first = items[0][0].full if items else None
+    codec = settings.codec
+    # ARGV[1..13], the options most writes repeat: validated and packed once per distinct
+    # set of them (kept by the options as given, when they are plain values: None, str,
+    # numbers, tuples), then joined as bytes
+    options = (ks.swarm, writer, on_conflict, ttl_s, group, context, tags, readable_by,
+               writable_by, resolve_ids, settings.log_maxlen, codec.max_bytes)
+    keep = (type(tags) in _PLAIN and type(readable_by) in _PLAIN
+            and type(writable_by) in _PLAIN and type(resolve_ids) in _PLAIN)
+    shared = None
+    if keep:
+        try:
+            shared = _OPTIONS.get(options)
+        except TypeError:  # an option that cannot be a dict key: a bad one, named below
+            keep = False
+    if shared is None:
+        shared = _pack_options(ks, settings, writer, on_conflict, ttl_s, group, context, tags,
+                               readable_by, writable_by, resolve_ids, first)
+        if keep:
+            _OPTIONS.put(options, shared)
+    # ARGV[14..16], which change from write to write: expected version, derived_from, fence
+    if expected_version is None and fence is None and not derived_from:
+        own = _NO_VERSION_REFS_FENCE
+    else:
+        own = _pack_own(expected_version, derived_from, fence, first)
+    if not items:
+        raise InvalidValue("nothing to write")
+    merge = on_conflict == "merge"
+    pack = codec.pack_patch if merge else codec.pack
+    head_keys, log_n = _swarm_parts(ks)
+    # KEYS: the swarm's seven, each object's four, the log's counter; ARGV: the options,
+    # then each object's value and digest
+    parts = [head_keys]
+    values = [shared, own]
+    for key, value in items:
+        parts.append(_object_keys(ks, key))
+        packed = pack(value, key=key.full)
+        if merge:  # the merged value is made, and hashed, by write.lua
+            values.append(b"$%d\r\n%b\r\n$0\r\n\r\n" % (len(packed), packed))
+        else:
+            # the value's SHA-1 is taken here, not in Lua: hashing is the client's work, and
+            # the server's time is shared by every agent
+            values.append(b"$%d\r\n%b\r\n$40\r\n%b\r\n" % (
+                len(packed), packed, hashlib.sha1(packed).hexdigest().encode()))
+    parts.append(log_n)
+    parts += values
+    n = len(items)
+    call = Packed(len(ks.write_head) + 4 * n + 1, _N_OPTIONS + 3 + 2 * n, b"".join(parts))
+    return WritePlan([key for key, _ in items], call, writer, expected_version, fence)
+
+
+def _pack_options(ks: SwarmKeys, settings: Settings, writer: str, on_conflict: str,
+                  ttl_s: float | None, group: str | None, context: str | None,
+                  tags: Iterable[str] | None, readable_by: Iterable[str] | None,
+                  writable_by: Iterable[str] | None, resolve_ids: Sequence[str],
+                  first: str | None) -> bytes:
+    """ARGV[1..13] of write.lua, validated and packed."""
     if on_conflict not in POLICIES:
         raise InvalidValue(f"on_conflict must be one of {', '.join(POLICIES)}, "
                            f"got {on_conflict!r}", key=first)
-    if expected_version is not None and (
-        not isinstance(expected_version, int) or isinstance(expected_version, bool)
-        or expected_version < 0
-    ):
-        raise InvalidValue(f"expected_version must be a non-negative int, "
-                           f"got {expected_version!r}", key=first)
-    if fence is not None and (not isinstance(fence, int) or isinstance(fence, bool)
-                              or fence < 1):
-        raise InvalidValue(f"fence must be a positive int token, got {fence!r}", key=first)
     ttl_ms = ""
     if ttl_s is not None:
         if not isinstance(ttl_s, (int, float)) or not 0 < ttl_s < _MAX_TTL_S:
@@ -197,41 +245,40 @@ def plan_write_many(
         validate_name(group, "group")
     if context is not None:
         validate_name(context, "context")
-    if not items:
-        raise InvalidValue("nothing to write")
-    codec = settings.codec
-    merge = on_conflict == "merge"
-    pack = codec.pack_patch if merge else codec.pack
-    expected = "" if expected_version is None else expected_version
-    derived = _refs(derived_from)
-    token = "" if fence is None else fence
-    head = (writer, on_conflict, ttl_ms, group or "", context or "",
-            _names(tags, "tag"), _names(readable_by, "readable_by"),
-            _names(writable_by, "writable_by"),
-            settings.log_maxlen, codec.max_bytes, ks.swarm, ks.channel, ",".join(resolve_ids),
-            expected, derived, token)
-    # KEYS: the swarm's seven, each object's four, the log's counter; ARGV: the options,
-    # then each object's value and digest. What repeats is packed once (memgang.resp)
-    parts = [_swarm_keys(ks)]
-    values = [_HEAD_ARGS.get(head) or _HEAD_ARGS.put(head, bulks(head))]
-    for key, value in items:
-        parts.append(_object_keys(ks, key))
-        packed = pack(value, key=key.full)
-        # the value's SHA-1 is taken here, not in Lua: hashing is the client's work, and the
-        # server's time is shared by every agent (a merged value is hashed by write.lua)
-        values += (bulk(packed), bulk("" if merge else hashlib.sha1(packed).hexdigest()))
-    parts.append(_swarm_log_n(ks))
-    parts += values
-    n = len(items)
-    call = Packed(len(ks.write_head) + 4 * n + 1, len(head) + 2 * n, b"".join(parts))
-    return WritePlan([key for key, _ in items], call, writer, expected_version, fence)
+    options = (writer, on_conflict, ttl_ms, group or "", context or "",
+               _names(tags, "tag"), _names(readable_by, "readable_by"),
+               _names(writable_by, "writable_by"),
+               settings.log_maxlen, settings.codec.max_bytes, ks.swarm, ks.channel,
+               ",".join(resolve_ids))
+    assert len(options) == _N_OPTIONS
+    return bulks(options)
 
+
+def _pack_own(expected_version: int | None, derived_from: Sequence[MemoryRef | str] | None,
+              fence: int | None, first: str | None) -> bytes:
+    """ARGV[14..16] of write.lua, validated and packed."""
+    if expected_version is not None and (
+        not isinstance(expected_version, int) or isinstance(expected_version, bool)
+        or expected_version < 0
+    ):
+        raise InvalidValue(f"expected_version must be a non-negative int, "
+                           f"got {expected_version!r}", key=first)
+    if fence is not None and (not isinstance(fence, int) or isinstance(fence, bool)
+                              or fence < 1):
+        raise InvalidValue(f"fence must be a positive int token, got {fence!r}", key=first)
+    return bulks(("" if expected_version is None else expected_version, _refs(derived_from),
+                  "" if fence is None else fence))
+
+
+_N_OPTIONS = 13  # write.lua's ARGV[1..13]
+_NO_VERSION_REFS_FENCE = bulks(("", "", ""))  # ARGV[14..16] of most writes
+_PLAIN = frozenset({type(None), tuple})  # option types kept by value in _OPTIONS
 
 # packed parts of write.lua calls (memgang.resp): the options of recent writes, the KEYS of
 # recent objects, each swarm's own KEYS
-_HEAD_ARGS = PartCache(1024)
+_OPTIONS = PartCache(1024)
 _OBJECT_KEYS = PartCache(8192)
-_SWARM_KEYS = PartCache(1024)
+_SWARM_KEYS: dict[str, tuple[bytes, bytes]] = {}
 
 
 def _object_keys(ks: SwarmKeys, key: Key) -> bytes:
@@ -242,13 +289,14 @@ def _object_keys(ks: SwarmKeys, key: Key) -> bytes:
         what, bulks((key.full, ks.lock(key), ks.fence(key), ks.conflicts(key))))
 
 
-def _swarm_keys(ks: SwarmKeys) -> bytes:
-    return _SWARM_KEYS.get(ks.swarm) or _SWARM_KEYS.put(ks.swarm, bulks(ks.write_head))
-
-
-def _swarm_log_n(ks: SwarmKeys) -> bytes:
-    what = (ks.swarm, "log_n")
-    return _SWARM_KEYS.get(what) or _SWARM_KEYS.put(what, bulk(ks.log_n))
+def _swarm_parts(ks: SwarmKeys) -> tuple[bytes, bytes]:
+    """The swarm's KEYS of a write.lua call, packed: the seven first ones, and the last."""
+    parts = _SWARM_KEYS.get(ks.swarm)
+    if parts is None:
+        if len(_SWARM_KEYS) >= 1024:
+            _SWARM_KEYS.clear()
+        parts = _SWARM_KEYS[ks.swarm] = (bulks(ks.write_head), bulk(ks.log_n))
+    return parts
 
 
 @dataclass(slots=True)
@@ -378,9 +426,15 @@ def members_to_keys(members: Iterable[Any]) -> set[str]:
 
 def target(swarm: str, own_space: str, ref: str | MemoryRef) -> tuple[Key, int | None]:
     """Resolve a key argument: ``id``, ``space/id``, a full key, or a MemoryRef."""
+    if type(ref) is str:  # every read and write: the keys an agent uses recur
+        return _resolved(swarm, own_space, ref), None
     if isinstance(ref, MemoryRef):
         return resolve(swarm, own_space, ref.key), ref.version
     return resolve(swarm, own_space, ref), None
+
+
+# a key that failed to resolve raised, and is not kept
+_resolved = lru_cache(maxsize=16384)(resolve)
 
 
 def conflict_entries(raw: Mapping[Any, Any], key: str) -> list[Conflict]:

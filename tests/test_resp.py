@@ -4,9 +4,12 @@ from earlier calls, or Redis would run a different command."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import hiredis
+import msgpack
+import orjson
 import pytest
 import redis
 
@@ -52,21 +55,43 @@ def test_a_part_cache_that_fills_up_starts_again_and_keeps_answering() -> None:
 
 def _reference_write(ks: SwarmKeys, items: list[tuple[str, Any]], writer: str,
                      **options: Any) -> bytes:
-    """The write.lua call, packed argument by argument by hiredis from the KEYS and ARGV
-    layout lua/write.lua documents."""
-    plan = plan_write_many(ks, Settings(Codec(), 1000),
+    """The write.lua call that plan_write_many packs, checked whole against the same call
+    packed argument by argument by hiredis from the KEYS and ARGV layout lua/write.lua
+    documents."""
+    settings = Settings(Codec(), 1000)
+    plan = plan_write_many(ks, settings,
                            [(target(ks.swarm, writer, k)[0], v) for k, v in items], writer,
                            **options)
-    body = plan.call.body
     keys = [ks.seq, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group, ks.idx_context,
             ks.conflict_index]
     for key, _ in items:
         k = target(ks.swarm, writer, key)[0]
         keys += [k.full, ks.lock(k), ks.fence(k), ks.conflicts(k)]
     keys.append(ks.log_n)
-    assert plan.call.nkeys == len(keys)
-    assert body.startswith(hiredis.pack_command(tuple(keys))[len(b"*%d\r\n" % len(keys)):])
-    return body
+
+    def names(what: str) -> bytes | str:
+        return "" if options.get(what) is None else orjson.dumps(list(options[what]))
+
+    ttl_s = options.get("ttl_s")
+    refs = options.get("derived_from")
+    args: list[Any] = [
+        writer, options.get("on_conflict", "lww"),
+        "" if ttl_s is None else str(round(ttl_s * 1000)),
+        options.get("group") or "", options.get("context") or "",
+        names("tags"), names("readable_by"), names("writable_by"),
+        settings.log_maxlen, settings.codec.max_bytes, ks.swarm, ks.channel, "",
+        options.get("expected_version", ""),
+        orjson.dumps([[r.key, r.version] for r in refs]) if refs else "",
+        options.get("fence", ""),
+    ]
+    for _, value in items:
+        packed = msgpack.packb(value, use_bin_type=True)
+        merge = options.get("on_conflict") == "merge"
+        args += [packed, "" if merge else hashlib.sha1(packed).hexdigest()]
+    expected = hiredis.pack_command((*keys, *args))
+    assert (plan.call.nkeys, plan.call.nargs) == (len(keys), len(args))
+    assert plan.call.body == expected[len(b"*%d\r\n" % (len(keys) + len(args))):]
+    return plan.call.body
 
 
 def test_a_write_packed_from_kept_parts_is_the_same_as_one_packed_afresh() -> None:
@@ -77,6 +102,36 @@ def test_a_write_packed_from_kept_parts_is_the_same_as_one_packed_afresh() -> No
     # and a call that differs in one option or one value is not
     assert _reference_write(ks, [("a", 1), ("b", {"x": 2})], "w", group="h", ttl_s=5) != first
     assert _reference_write(ks, [("a", 1), ("b", {"x": 3})], "w", group="g", ttl_s=5) != first
+
+
+def test_every_option_reaches_its_argv_slot_whether_its_part_was_kept_or_not() -> None:
+    ks = SwarmKeys(fresh_swarm_name())
+    ref = memgang.MemoryRef(f"{{{ks.swarm}}}/w/src", 3)
+    for _ in range(2):  # packed afresh, then from the kept options
+        _reference_write(ks, [("a", 1)], "w", tags=("t1", "t2"), readable_by=["r"],
+                         writable_by=(), context="c")
+        for version in (0, 7, 8):  # what changes from write to write is never kept
+            _reference_write(ks, [("a", 1)], "w", expected_version=version)
+            _reference_write(ks, [("a", 1)], "w", fence=version + 1, derived_from=[ref])
+        _reference_write(ks, [("a", {"f": 1})], "w", on_conflict="merge")
+        _reference_write(ks, [("a", {"f": 1})], "w", on_conflict="manual",
+                         expected_version=2)
+
+
+@pytest.mark.parametrize(("bad", "named"), [
+    ({"group": ["g"]}, "group must be a string"),
+    ({"tags": (["t"],)}, "tag must be a string"),
+    ({"ttl_s": [1]}, "ttl_s must be"),
+    ({"on_conflict": {"lww": 1}}, "on_conflict must be"),
+    ({"tags": "one-string"}, "tag must be a list"),
+])
+def test_a_bad_option_is_refused_by_name_even_when_it_cannot_be_kept(
+        bad: dict[str, Any], named: str) -> None:
+    ks = SwarmKeys("s")
+    item = [(target("s", "w", "a")[0], 1)]
+    for _ in range(2):  # nothing of a refused call is kept for the next
+        with pytest.raises(memgang.Error, match=named):
+            plan_write_many(ks, Settings(Codec(), 1000), item, "w", **bad)
 
 
 @pytest.mark.parametrize("option", ["expected_version", "fence"])
