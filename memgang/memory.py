@@ -129,7 +129,10 @@ class WritePlan:
 
     def interpret(self, reply: list[Any]) -> MemoryRef:
         """The new version's MemoryRef; raises the typed error of a refusal."""
-        return self._one(self.keys_of[0].full, reply[0])
+        one = reply[0]
+        if one[0] == scripts.OK:  # every write that lands: without _one's call
+            return MemoryRef(self.keys_of[0].full, int(one[1]))
+        return self._one(self.keys_of[0].full, one)
 
     def _one(self, full: str, reply: list[Any]) -> MemoryRef:
         code = reply[0]

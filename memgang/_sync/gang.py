@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -381,7 +380,7 @@ class AgentMemory:
         self.name = validate_name(name, "agent")
         # the version of each key this agent last read or wrote: the base of its manual
         # writes; bounded, oldest dropped first
-        self._seen: OrderedDict[str, int] = OrderedDict()
+        self._seen: dict[str, int] = {}
         # counters, flushed to {swarm}/_stats/<name> (memgang.metrics); one per agent name
         self.stats = self.gang.stats.setdefault((swarm.name, self.name), Stats())
 
@@ -416,10 +415,11 @@ class AgentMemory:
         return _memo.shared(self, ttl_s=ttl_s, **options)
 
     def _remember(self, key: str, version: int) -> None:
-        self._seen[key] = version
-        self._seen.move_to_end(key)
-        if len(self._seen) > _SEEN_CACHE:
-            self._seen.popitem(last=False)
+        seen = self._seen  # oldest first: a key seen again moves to the end
+        seen.pop(key, None)
+        seen[key] = version
+        if len(seen) > _SEEN_CACHE:
+            del seen[next(iter(seen))]
 
     def key(self, ref: str | MemoryRef) -> str:
         """The full key that ``ref`` names for this agent."""
