@@ -11,11 +11,16 @@ collide.
 
 from __future__ import annotations
 
+import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
+from typing import ParamSpec, TypeVar, cast
 
 from .errors import InvalidKey
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 MAX_KEY_BYTES = 255
 
@@ -27,18 +32,31 @@ _NAME_RE = re.compile(rf"[^{_BAD}_][^{_BAD}]*\Z")
 _BAD_CHAR_RE = re.compile(rf"[{_BAD}]")
 
 
+def _cached(check: Callable[P, T]) -> Callable[P, T]:
+    """``functools.lru_cache`` for the checks below, which see the same names and keys again
+    and again. A call the cache cannot take (an unhashable argument: a list given as a key,
+    say) goes to the check itself, whose type test names what is wrong; the bare cache
+    would raise ``TypeError: unhashable type`` before the check ran."""
+    cached = cast(Callable[P, T], functools.lru_cache(maxsize=65536)(check))
+
+    @functools.wraps(check)
+    def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return cached(*args, **kwargs)
+        except TypeError:  # only hashing raises it: the checks raise InvalidKey
+            return check(*args, **kwargs)
+
+    return call
+
+
+@_cached
 def validate_name(name: str, what: str = "name") -> str:
     """Return ``name`` if it is a valid swarm, space, id, group, context or tag name.
 
     Raises :class:`InvalidKey` naming the offending character otherwise.
     """
-    if not isinstance(name, str):  # before the cache, which would choke on a list
+    if not isinstance(name, str):
         raise InvalidKey(f"{what} must be a string, got {type(name).__name__}", name=repr(name))
-    return _valid_name(name, what)
-
-
-@lru_cache(maxsize=65536)
-def _valid_name(name: str, what: str) -> str:
     if _NAME_RE.match(name):
         if len(name.encode()) > MAX_KEY_BYTES:
             raise InvalidKey(f"{what} {name[:40]!r}... is longer than {MAX_KEY_BYTES} bytes",
@@ -84,7 +102,7 @@ def _checked(swarm: str, space: str, id_: str) -> Key:
     return key
 
 
-@lru_cache(maxsize=65536)
+@_cached
 def parse_full(key: str) -> Key:
     """Parse a full key ``{swarm}/space/id``."""
     if not isinstance(key, str) or not key.startswith("{"):
@@ -101,7 +119,7 @@ def parse_full(key: str) -> Key:
     return _checked(key[1:end], rest[0], rest[1])
 
 
-@lru_cache(maxsize=65536)
+@_cached
 def resolve(swarm: str, own_space: str, ref: str) -> Key:
     """Resolve what a caller passed as a key.
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from . import scripts
@@ -429,15 +428,10 @@ def members_to_keys(members: Iterable[Any]) -> set[str]:
 
 def target(swarm: str, own_space: str, ref: str | MemoryRef) -> tuple[Key, int | None]:
     """Resolve a key argument: ``id``, ``space/id``, a full key, or a MemoryRef."""
-    if type(ref) is str:  # every read and write: the keys an agent uses recur
-        return _resolved(swarm, own_space, ref), None
     if isinstance(ref, MemoryRef):
         return resolve(swarm, own_space, ref.key), ref.version
     return resolve(swarm, own_space, ref), None
 
-
-# a key that failed to resolve raised, and is not kept
-_resolved = lru_cache(maxsize=16384)(resolve)
 
 
 def conflict_entries(raw: Mapping[Any, Any], key: str) -> list[Conflict]:

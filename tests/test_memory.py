@@ -15,6 +15,7 @@ import redis
 
 import memgang
 import memgang.aio
+from memgang.keys import parse_full
 from memgang.testing import fresh_swarm_name
 
 import _workers
@@ -484,6 +485,24 @@ def test_invalid_agent_and_swarm_names(gang: memgang.Gang) -> None:
         gang.swarm("ok").agent("_me")
     with pytest.raises(memgang.InvalidKey, match="belongs to swarm"):
         gang.swarm("one").agent("a").read("{two}/a/x")
+
+
+def test_a_key_or_name_of_the_wrong_type_is_named_not_a_type_error(
+        swarm: memgang.Swarm, raw: redis.Redis) -> None:
+    # the checks of keys and names keep a cache, which cannot hash a list: the check itself
+    # must still see it and say what is wrong, the first time and every time after
+    me = swarm.agent("a")
+    before = state_of(raw, swarm)
+    for _ in range(2):
+        with pytest.raises(memgang.InvalidKey, match="must be a string"):
+            me.write(["k"], 1)  # type: ignore[arg-type]
+        with pytest.raises(memgang.InvalidKey, match="must be a string"):
+            me.read(["k"])  # type: ignore[arg-type]
+        with pytest.raises(memgang.InvalidKey, match="group must be a string"):
+            me.write("k", 1, group=["g"])  # type: ignore[arg-type]
+        with pytest.raises(memgang.InvalidKey, match="not a full memory key"):
+            parse_full(["{s}/a/k"])  # type: ignore[arg-type]
+    assert state_of(raw, swarm) == before
 
 
 def test_keys_over_255_bytes_are_refused(swarm: memgang.Swarm, raw: redis.Redis) -> None:
