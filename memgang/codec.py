@@ -88,7 +88,7 @@ class Codec:
                                key=key)
 
 
-_SCALAR_TYPES = frozenset({str, int, float, bool, bytes, type(None)})
+_SCALAR_TYPES = frozenset(_SCALARS)  # exact types, for type(...) in
 
 
 def _depth_exceeds(value: Any, budget: int) -> bool:

@@ -17,7 +17,7 @@ from . import scripts
 from .codec import Codec, dumps_json, loads_json
 from .errors import Error, InvalidKey, InvalidValue, ManualConflict
 from .keys import INDEX_SEP, Key, SwarmKeys, index_range, parse_full, resolve, validate_name
-from .resp import Packed, PartCache, bulk, bulks
+from .resp import Packed, PartCache, bulk, bulk_pair, bulks
 
 _MAX_TTL_S = 10 * 365 * 86400.0  # finite, and far below Redis's PEXPIRE limit
 POLICIES: tuple[str, ...] = ("lww", "merge", "manual")
@@ -215,13 +215,11 @@ def plan_write_many(
     for key, value in items:
         parts.append(_object_keys(ks, key))
         packed = pack(value, key=key.full)
-        if merge:  # the merged value is made, and hashed, by write.lua
-            values.append(b"$%d\r\n%b\r\n$0\r\n\r\n" % (len(packed), packed))
-        else:
-            # the value's SHA-1 is taken here, not in Lua: hashing is the client's work, and
-            # the server's time is shared by every agent
-            values.append(b"$%d\r\n%b\r\n$40\r\n%b\r\n" % (
-                len(packed), packed, hashlib.sha1(packed).hexdigest().encode()))
+        # the value's SHA-1 is taken here, not in Lua: hashing is the client's work, and the
+        # server's time is shared by every agent (a merged value is made, and hashed, by
+        # write.lua)
+        values.append(bulk_pair(packed, b"" if merge
+                                else hashlib.sha1(packed).hexdigest().encode()))
     parts.append(log_n)
     parts += values
     n = len(items)
@@ -278,9 +276,9 @@ _PLAIN = frozenset({type(None), tuple})  # option types kept by value in _OPTION
 
 # packed parts of write.lua calls (memgang.resp): the options of recent writes, the KEYS of
 # recent objects, each swarm's own KEYS
-_OPTIONS = PartCache(1024)
-_OBJECT_KEYS = PartCache(8192)
-_SWARM_KEYS: dict[str, tuple[bytes, bytes]] = {}
+_OPTIONS: PartCache[bytes] = PartCache(1024)
+_OBJECT_KEYS: PartCache[bytes] = PartCache(8192)
+_SWARM_KEYS: PartCache[tuple[bytes, bytes]] = PartCache(1024)
 
 
 def _object_keys(ks: SwarmKeys, key: Key) -> bytes:
@@ -293,12 +291,8 @@ def _object_keys(ks: SwarmKeys, key: Key) -> bytes:
 
 def _swarm_parts(ks: SwarmKeys) -> tuple[bytes, bytes]:
     """The swarm's KEYS of a write.lua call, packed: the seven first ones, and the last."""
-    parts = _SWARM_KEYS.get(ks.swarm)
-    if parts is None:
-        if len(_SWARM_KEYS) >= 1024:
-            _SWARM_KEYS.clear()
-        parts = _SWARM_KEYS[ks.swarm] = (bulks(ks.write_head), bulk(ks.log_n))
-    return parts
+    return _SWARM_KEYS.get(ks.swarm) or _SWARM_KEYS.put(
+        ks.swarm, (bulks(ks.write_head), bulk(ks.log_n)))
 
 
 @dataclass(slots=True)

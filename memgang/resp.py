@@ -13,7 +13,7 @@ Sans-I/O: this builds bytes; ``memgang._async.wire`` sends them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import hiredis
 import redis.exceptions
@@ -38,6 +38,12 @@ def bulk(arg: Any) -> bytes:
             f"cannot send arguments of type {type(arg).__name__}: only str, bytes, int and "
             f"float go to Redis")
     return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
+def bulk_pair(first: bytes, second: bytes) -> bytes:
+    """Two bytes arguments as bulk strings, as ``bulk`` makes each, in one step: a write's
+    value and its digest, on every write."""
+    return b"$%d\r\n%b\r\n$%d\r\n%b\r\n" % (len(first), first, len(second), second)
 
 
 def bulks(args: Iterable[Any]) -> bytes:
@@ -79,7 +85,10 @@ def _evalsha_head(sha: bytes, nkeys: int, nargs: int) -> bytes:
     return b"*%d\r\n$7\r\nEVALSHA\r\n%b%b" % (nkeys + nargs + 3, bulk(sha), bulk(nkeys))
 
 
-class PartCache:
+Part = TypeVar("Part")
+
+
+class PartCache(Generic[Part]):
     """Packed parts by what they were packed from; emptied when it holds ``limit`` (the
     parts are cheap to make again, and a long-lived process must not grow without end)."""
 
@@ -87,12 +96,12 @@ class PartCache:
 
     def __init__(self, limit: int = 4096) -> None:
         self.limit = limit
-        self._parts: dict[Any, bytes] = {}
+        self._parts: dict[Any, Part] = {}
 
-    def get(self, what: Any) -> bytes | None:
+    def get(self, what: Any) -> Part | None:
         return self._parts.get(what)
 
-    def put(self, what: Any, part: bytes) -> bytes:
+    def put(self, what: Any, part: Part) -> Part:
         if len(self._parts) >= self.limit:
             self._parts.clear()
         self._parts[what] = part
@@ -100,6 +109,6 @@ class PartCache:
 
 
 # EVALSHA's first parts, by (sha, nkeys, nargs): a handful of shapes per script
-_HEADS = PartCache(1024)
+_HEADS: PartCache[bytes] = PartCache(1024)
 
-__all__ = ["Packed", "PartCache", "bulk", "bulks", "command"]
+__all__ = ["Packed", "PartCache", "bulk", "bulk_pair", "bulks", "command"]

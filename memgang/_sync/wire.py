@@ -72,8 +72,7 @@ class SyncWire:
         self._max = getattr(pool, "max_connections", None) or 2 ** 31
         self._open = 0  # connections of this process made here and not closed yet
         self._mutex = SyncBackend.mutex()  # the free list and the count (threads, in sync)
-        self._sha = scripts.shas()
-        self._sha_bytes = {name: sha.encode() for name, sha in self._sha.items()}
+        self._sha = {name: sha.encode() for name, sha in scripts.shas().items()}
         self._idle: deque[tuple[SyncStream, float]] = deque()
         self.closed = False
         _WIRES.add(self)
@@ -87,7 +86,7 @@ class SyncWire:
 
     def _pack(self, name: str, keys: Sequence[Any] | Packed, args: Sequence[Any]) -> bytes:
         if isinstance(keys, Packed):
-            return keys.evalsha(self._sha_bytes[name])
+            return keys.evalsha(self._sha[name])
         return command("EVALSHA", self._sha[name], len(keys), *keys, *args)
 
     def call(self, name: str, keys: Sequence[Any] | Packed, args: Sequence[Any] = ()
