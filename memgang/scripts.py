@@ -46,6 +46,7 @@ def lua_dir() -> Path:
 
 
 _DEFINES = re.compile(r"^local function (\w+)", re.M)
+_COMMENT = re.compile(r"--[^\n]*")  # the scripts use line comments only
 
 
 def _needed(helpers: str, body: str) -> str:
@@ -56,14 +57,14 @@ def _needed(helpers: str, body: str) -> str:
     blocks = helpers.split("\n\n")
     names = [_DEFINES.findall(block) for block in blocks]
     keep = [not defined for defined in names]
-    used = body
+    used = _COMMENT.sub("", body)  # a helper named in a comment is not a use of it
     changed = True
     while changed:
         changed = False
         for i, defined in enumerate(names):
             if not keep[i] and any(re.search(rf"\b{name}\b", used) for name in defined):
                 keep[i] = changed = True
-                used += blocks[i]
+                used += _COMMENT.sub("", blocks[i])
     return "\n\n".join(block for block, k in zip(blocks, keep, strict=True) if k)
 
 
