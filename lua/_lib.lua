@@ -45,19 +45,21 @@ local function fence_refusal(fence_key, fence)
   return nil
 end
 
--- {3, holder, mode} if a live lease in `modes` (a set: mode -> true) is held on the key by
--- someone other than `agent` carrying `fence`; else nil. `now`: ms, a number or its text.
--- Holder fields of the lock hash are "<mode>|<agent>|<expires_ms>|<token>"; leases past
--- their expiry do not count.
+-- {3, holder, mode} if a live lease that bars the caller is held on the key by someone other
+-- than `agent` carrying `fence`; else nil. The leases that bar: `exclusive` only if
+-- `exclusive_only` (reads), else `write` and `exclusive` (writes, deletes). `now`: ms, a
+-- number or its text. Holder fields of the lock hash are "<mode>|<agent>|<expires_ms>|<token>";
+-- leases past their expiry do not count.
 -- `fence` nil (reads): only the holder agent matters. A string (writes, deletes; "" = no
 -- token): the holder agent must also carry its lease's token.
-local function lock_refusal(lock_key, agent, fence, now, modes)
+local function lock_refusal(lock_key, agent, fence, now, exclusive_only)
   local held = redis.call('HGETALL', lock_key)
   if #held == 0 then return nil end
   now = tonumber(now)
   for i = 2, #held, 2 do
     local mode, holder, expires, token = string.match(held[i], '^(%a+)|([^|]*)|(%d+)|(%d*)$')
-    if mode ~= nil and modes[mode] and tonumber(expires) > now then
+    if (mode == 'exclusive' or (mode == 'write' and not exclusive_only))
+      and tonumber(expires) > now then
       if holder ~= agent or (fence ~= nil and (fence == '' or token ~= fence)) then
         return {3, holder, mode}
       end

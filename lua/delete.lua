@@ -34,7 +34,7 @@ local ver = tonumber(f[1])
 if ver == nil then return {9} end
 local now = now_ms()
 local refusal = acl_refusal(f[5], agent) or fence_refusal(KEYS[8], ARGV[3])
-  or lock_refusal(KEYS[7], agent, ARGV[3], now, {write = true, exclusive = true})
+  or lock_refusal(KEYS[7], agent, ARGV[3], now, false)
 if refusal then return refusal end
 if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= ver then return {1, ver} end
 

@@ -21,7 +21,7 @@ if not f[2] then return {9} end
 local refusal = acl_refusal(f[10], ARGV[1])
 if refusal then return refusal end
 if redis.call('EXISTS', KEYS[2]) == 1 then
-  refusal = lock_refusal(KEYS[2], ARGV[1], nil, now_ms(), {exclusive = true})
+  refusal = lock_refusal(KEYS[2], ARGV[1], nil, now_ms(), true)
   if refusal then return refusal end
 end
 -- 'exp' marks objects written with a TTL: only those need a PTTL call

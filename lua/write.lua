@@ -23,31 +23,33 @@
 -- object to another writer, group or context is a ZREM + ZADD inside these three fixed keys:
 -- the script never needs a key named after the previous scope.
 --
--- Shared ARGV (one value for the whole batch):
--- ARGV[1]  writer agent name
--- ARGV[2]  policy: "lww" | "merge" | "manual"
--- ARGV[3]  ttl in ms: "" = no expiry (PERSIST)
--- ARGV[4]  group: "" = keep the object's group
--- ARGV[5]  context: "" = keep
--- ARGV[6]  tags (JSON array): "" = keep
--- ARGV[7]  readable_by (JSON array): "" = keep; "[]" = everyone
--- ARGV[8]  writable_by (JSON array): "" = keep; "[]" = everyone
--- ARGV[9]  approximate max length of the event log
--- ARGV[10] max encoded value bytes (checked on the merged value)
--- ARGV[11] swarm name (for the event)
--- ARGV[12] event channel
--- ARGV[13] conflict ids to clear, comma separated ("" = none): resolve() of manual conflicts
--- ARGV[14] expected version: "" = any; "0" = must not exist; N = compare-and-set
---          (for "manual": the version the writer based its change on)
--- ARGV[15] derived_from (JSON array of [key, version]): "" = none
--- ARGV[16] fencing token: "" = none
--- Then, for the i-th object, two ARGV from a = 17 + 2 * (i - 1):
+-- ARGV[1]  the options, one value for the whole batch: a msgpack stream of these 16 strings
+--          (one argument rather than sixteen: Redis turns each argument of a call into a
+--          Lua string in a fresh table, which cost more than cmsgpack.unpack of them all)
+--   1  writer agent name
+--   2  policy: "lww" | "merge" | "manual"
+--   3  ttl in ms: "" = no expiry (PERSIST)
+--   4  group: "" = keep the object's group
+--   5  context: "" = keep
+--   6  tags (JSON array): "" = keep
+--   7  readable_by (JSON array): "" = keep; "[]" = everyone
+--   8  writable_by (JSON array): "" = keep; "[]" = everyone
+--   9  approximate max length of the event log
+--   10 max encoded value bytes (checked on the merged value)
+--   11 swarm name (for the event)
+--   12 event channel
+--   13 conflict ids to clear, comma separated ("" = none): resolve() of manual conflicts
+--   14 expected version: "" = any; "0" = must not exist; N = compare-and-set
+--      (for "manual": the version the writer based its change on)
+--   15 derived_from (JSON array of [key, version]): "" = none
+--   16 fencing token: "" = none
+-- Then, for the i-th object, two ARGV from a = 2 + 2 * (i - 1):
 -- ARGV[a]    value: msgpack bytes (for "merge": a msgpack map of the fields to set)
 -- ARGV[a+1]  SHA-1 (hex) of the value, computed by the client ("" for "merge", whose stored
 --            value is made here); observe.lua compares it to spot changes made by others
 --
--- Returns an array with one reply per object, in order, each one of
---   {0, version, event_id, updated_ms}        written
+-- Returns an array with one reply per object, in order: the new version (an integer) if the
+-- object was written, else an array, one of
 --   {1, current_version}                      expected version did not match
 --   {2, current_version, conflict_id, event_id}  manual: write kept as a conflict
 --   {3, holder_agent, mode}                   locked write/exclusive by someone else, or
@@ -61,28 +63,24 @@
 -- local function anew on each call, and prints every number handed to redis.call), so the
 -- merge helpers exist only for merge calls and times and versions travel as text.
 
-local writer = ARGV[1]
-local policy = ARGV[2]
-local ttl = ARGV[3]
-local new_group = ARGV[4]
-local new_ctx = ARGV[5]
-local expected = ARGV[14]
-local derived = ARGV[15]
-local fence = ARGV[16]
 local n_objects = (#KEYS - 8) / 4
 
 -- malformed calls are bugs of the caller: refuse them whole, before any write
+if n_objects < 1 or n_objects % 1 ~= 0 or #ARGV ~= 1 + 2 * n_objects then
+  return redis.error_reply('write: KEYS/ARGV do not describe whole objects')
+end
+local writer, policy, ttl, new_group, new_ctx, tags, readable_by, writable_by, log_maxlen,
+      max_bytes, swarm, channel, settled_ids, expected, derived, fence = cmsgpack.unpack(ARGV[1])
+if type(fence) ~= 'string' then
+  return redis.error_reply('write: ARGV[1] is not the 16 options')
+end
 if policy ~= 'lww' and policy ~= 'merge' and policy ~= 'manual' then
   return redis.error_reply('unknown policy ' .. tostring(policy))
-end
-if n_objects < 1 or n_objects % 1 ~= 0 or #ARGV ~= 16 + 2 * n_objects then
-  return redis.error_reply('write: KEYS/ARGV do not describe whole objects')
 end
 local exp = tonumber(expected)
 if expected ~= '' and exp == nil then return redis.error_reply('bad expected version') end
 
 local now = now_ms_str()
-local lock_modes = {write = true, exclusive = true}
 
 local merge
 if policy == 'merge' then
@@ -180,8 +178,8 @@ if policy == 'merge' then
     local parts = {map_header(#base)}
     for _, kv in ipairs(base) do parts[#parts + 1] = kv[1]; parts[#parts + 1] = kv[2] end
     local merged = table.concat(parts)
-    if #merged > tonumber(ARGV[10]) then
-      return nil, 'merged value is ' .. #merged .. ' bytes; the limit is ' .. ARGV[10]
+    if #merged > tonumber(max_bytes) then
+      return nil, 'merged value is ' .. #merged .. ' bytes; the limit is ' .. max_bytes
     end
     return merged
   end
@@ -194,17 +192,24 @@ local function reindex(idx, obj, old, new)
   redis.call('ZADD', idx, 0, new .. '\0' .. obj)
 end
 
--- the event of a write of `obj` (event_body's `extra` members: size, scope, derived_from)
-local function write_event(kind, obj, version, size, group, ctx)
-  local extra = ',"size":' .. dec(size) .. ',"scope":{"group":' .. json_or_null(group)
-    .. ',"context":' .. json_or_null(ctx) .. '}'
-  if derived ~= '' then extra = extra .. ',"derived_from":' .. derived end
-  return emit(KEYS[2], ARGV[9], ARGV[12],
-              event_body(kind, ARGV[11], obj, writer, version, now, extra))
-end
+-- The event members that are the same for every object of the call, encoded once; each
+-- object's event is then one concatenation (members and order as event_body's, its `extra`
+-- being size, scope and derived_from).
+local ev_swarm = '","swarm":' .. jstr(swarm) .. ',"key":'
+local ev_agent = ',"agent":' .. jstr(writer) .. ',"version":'
+local ev_ts = ',"ts":' .. now .. ',"size":'
+local ev_new_group = json_or_null(new_group)
+local ev_tail = derived ~= '' and '},"derived_from":' .. derived .. '}' or '}}'
 
--- one object: KEYS from k, ARGV from a; returns its reply
-local function write_one(k, a)
+-- One object after another, in the main chunk rather than in a function per object: a
+-- function here would capture some twenty of the locals above as upvalues, which Lua 5.1
+-- builds (and closes) anew on every call, at a cost that showed as the largest share of the
+-- script's own work. `repeat ... until true` gives the body a `break`: an object refused
+-- leaves its reply and goes on to the next.
+local replies = {}
+for i = 1, n_objects do repeat
+  local k = 8 + 4 * (i - 1)
+  local a = 2 + 2 * (i - 1)
   local obj = KEYS[k]
   local value = ARGV[a]
   local digest = ARGV[a + 1]
@@ -213,17 +218,18 @@ local function write_one(k, a)
   local cur_ver = tonumber(cur[1]) or 0
 
   -- checks, in order; nothing is written before all of them pass
-  local refusal = acl_refusal(cur[5], writer) or fence_refusal(KEYS[k + 2], fence)
-    or lock_refusal(KEYS[k + 1], writer, fence, now, lock_modes)
-  if refusal then return refusal end
+  local refusal = cur[5] and acl_refusal(cur[5], writer)
+    or fence ~= '' and fence_refusal(KEYS[k + 2], fence)
+    or lock_refusal(KEYS[k + 1], writer, fence, now, false)
+  if refusal then replies[i] = refusal; break end
 
   -- compare-and-set (and the base version of a manual write)
-  if policy ~= 'manual' and exp ~= nil and exp ~= cur_ver then return {1, cur_ver} end
+  if policy ~= 'manual' and exp ~= nil and exp ~= cur_ver then replies[i] = {1, cur_ver}; break end
 
   -- merge: field-level, on the raw msgpack of each field
   if merge then
     local merged, why = merge(value, cur_ver > 0 and redis.call('HGET', obj, 'v') or nil)
-    if merged == nil then return {7, why} end
+    if merged == nil then replies[i] = {7, why}; break end
     value = merged
     digest = redis.sha1hex(value)
   end
@@ -233,54 +239,62 @@ local function write_one(k, a)
   local group = new_group ~= '' and new_group or cur_group
   local ctx = new_ctx ~= '' and new_ctx or cur_ctx
 
-  -- manual: a write based on an old version loses, and is kept for resolve()
+  local kind, version, vn, cid
   if policy == 'manual' and exp ~= nil and exp ~= cur_ver then
-    local cid = redis.call('INCR', KEYS[1])
+    -- manual: a write based on an old version loses, and is kept for resolve()
+    kind = 'conflict_detected'
+    version = dec(cur_ver)
+    cid = string.format('%d', redis.call('INCR', KEYS[1]))
     local meta = cjson.encode({agent = writer, base = exp, current = cur_ver,
                                ts = tonumber(now), ttl_ms = ttl})
     redis.call('HSET', KEYS[k + 3], cid .. ':v', value, cid .. ':m', meta)
     redis.call('ZADD', KEYS[7], now, obj)
-    local id = write_event('conflict_detected', obj, cur_ver, #value, group, ctx)
-    return {2, cur_ver, tostring(cid), id}
-  end
+  else
+    -- commit
+    kind = 'memory_updated'
+    vn = redis.call('INCR', KEYS[1])
+    version = string.format('%d', vn)
+    local fields = {'v', value, 'ver', version, 'agent', writer, 'mtime', now, 'hash', digest}
+    if cur_ver == 0 then fields[11] = 'ctime'; fields[12] = now end
+    if new_group ~= '' then fields[#fields + 1] = 'group'; fields[#fields + 1] = new_group end
+    if new_ctx ~= '' then fields[#fields + 1] = 'ctx'; fields[#fields + 1] = new_ctx end
+    if tags ~= '' then fields[#fields + 1] = 'tags'; fields[#fields + 1] = tags end
+    if readable_by ~= '' then fields[#fields + 1] = 'rb'; fields[#fields + 1] = readable_by end
+    if writable_by ~= '' then fields[#fields + 1] = 'wb'; fields[#fields + 1] = writable_by end
+    if derived ~= '' then fields[#fields + 1] = 'df'; fields[#fields + 1] = derived end
+    if ttl ~= '' then fields[#fields + 1] = 'exp'; fields[#fields + 1] = '1' end
+    redis.call('HSET', obj, unpack(fields))
+    -- fields of the previous version that this one does not have (checked, not blindly sent)
+    if derived == '' and cur[6] then redis.call('HDEL', obj, 'df') end
+    if ttl ~= '' then redis.call('PEXPIRE', obj, ttl)
+    elseif cur[7] then redis.call('HDEL', obj, 'exp'); redis.call('PERSIST', obj) end
 
-  -- commit
-  local version = string.format('%d', redis.call('INCR', KEYS[1]))
-  local fields = {'v', value, 'ver', version, 'agent', writer, 'mtime', now, 'hash', digest}
-  if cur_ver == 0 then fields[11] = 'ctime'; fields[12] = now end
-  if new_group ~= '' then fields[#fields + 1] = 'group'; fields[#fields + 1] = new_group end
-  if new_ctx ~= '' then fields[#fields + 1] = 'ctx'; fields[#fields + 1] = new_ctx end
-  if ARGV[6] ~= '' then fields[#fields + 1] = 'tags'; fields[#fields + 1] = ARGV[6] end
-  if ARGV[7] ~= '' then fields[#fields + 1] = 'rb'; fields[#fields + 1] = ARGV[7] end
-  if ARGV[8] ~= '' then fields[#fields + 1] = 'wb'; fields[#fields + 1] = ARGV[8] end
-  if derived ~= '' then fields[#fields + 1] = 'df'; fields[#fields + 1] = derived end
-  if ttl ~= '' then fields[#fields + 1] = 'exp'; fields[#fields + 1] = '1' end
-  redis.call('HSET', obj, unpack(fields))
-  -- fields of the previous version that this one does not have (checked, not blindly sent)
-  if derived == '' and cur[6] then redis.call('HDEL', obj, 'df') end
-  if ttl ~= '' then redis.call('PEXPIRE', obj, ttl)
-  elseif cur[7] then redis.call('HDEL', obj, 'exp'); redis.call('PERSIST', obj) end
-
-  -- indexes: all objects by creation time (only when created: an update keeps its place);
-  -- writer, group and context as "<value>\0<key>" members, moved only when the value changes
-  if cur_ver == 0 then redis.call('ZADD', KEYS[3], 'NX', now, obj) end
-  reindex(KEYS[4], obj, cur_ver > 0 and (cur[2] or '') or '', writer)
-  reindex(KEYS[5], obj, cur_group, new_group)
-  reindex(KEYS[6], obj, cur_ctx, new_ctx)
-
-  -- resolve(): the conflicts this write settles are cleared in the same step
-  if ARGV[13] ~= '' then
-    for cid in string.gmatch(ARGV[13], '[^,]+') do
-      redis.call('HDEL', KEYS[k + 3], cid .. ':v', cid .. ':m')
+    -- indexes: all objects by creation time (only when created: an update keeps its
+    -- place); writer, group and context as "<value>\0<key>" members, moved only when the
+    -- value changes
+    if cur_ver == 0 then
+      redis.call('ZADD', KEYS[3], 'NX', now, obj)
+      reindex(KEYS[4], obj, '', writer)
+    elseif cur[2] ~= writer then
+      reindex(KEYS[4], obj, cur[2] or '', writer)
     end
-    if redis.call('HLEN', KEYS[k + 3]) == 0 then redis.call('ZREM', KEYS[7], obj) end
+    if new_group ~= '' and new_group ~= cur_group then reindex(KEYS[5], obj, cur_group, new_group) end
+    if new_ctx ~= '' and new_ctx ~= cur_ctx then reindex(KEYS[6], obj, cur_ctx, new_ctx) end
+
+    -- resolve(): the conflicts this write settles are cleared in the same step
+    if settled_ids ~= '' then
+      for settled in string.gmatch(settled_ids, '[^,]+') do
+        redis.call('HDEL', KEYS[k + 3], settled .. ':v', settled .. ':m')
+      end
+      if redis.call('HLEN', KEYS[k + 3]) == 0 then redis.call('ZREM', KEYS[7], obj) end
+    end
   end
 
-  return {0, version, write_event('memory_updated', obj, version, #value, group, ctx), now}
-end
-
-local replies = {}
-for i = 1, n_objects do
-  replies[i] = write_one(8 + 4 * (i - 1), 17 + 2 * (i - 1))
-end
+  local id = emit(KEYS[2], log_maxlen, channel,
+                  '"type":"' .. kind .. ev_swarm .. jstr(obj) .. ev_agent .. version .. ev_ts
+                  .. string.format('%d', #value) .. ',"scope":{"group":'
+                  .. (group == new_group and ev_new_group or json_or_null(group))
+                  .. ',"context":' .. json_or_null(ctx) .. ev_tail)
+  if cid then replies[i] = {2, cur_ver, cid, id} else replies[i] = vn end
+until true end
 return replies

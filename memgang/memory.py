@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
+
 from . import scripts
 from .codec import Codec, dumps_json, loads_json
 from .errors import Error, InvalidKey, InvalidValue, ManualConflict
@@ -129,15 +131,16 @@ class WritePlan:
     def interpret(self, reply: list[Any]) -> MemoryRef:
         """The new version's MemoryRef; raises the typed error of a refusal."""
         one = reply[0]
-        if one[0] == scripts.OK:  # every write that lands: without _one's call
-            return MemoryRef(self.keys_of[0].full, int(one[1]))
+        if type(one) is int:  # every write that lands: without _one's call
+            return MemoryRef(self.keys_of[0].full, one)
         return self._one(self.keys_of[0].full, one)
 
-    def _one(self, full: str, reply: list[Any]) -> MemoryRef:
-        code = reply[0]
-        if code == scripts.OK:
-            return MemoryRef(full, int(reply[1]))
-        if code == scripts.MANUAL_CONFLICT:
+    def _one(self, full: str, reply: int | list[Any]) -> MemoryRef:
+        """write.lua's reply for one object: its new version (an integer) if written, else
+        ``[code, ...]``."""
+        if isinstance(reply, int):
+            return MemoryRef(full, reply)
+        if reply[0] == scripts.MANUAL_CONFLICT:
             raise ManualConflict(full, expected=self.expected, current=int(reply[1]),
                                  conflict_id=scripts.text(reply[2]), agent=self.writer)
         scripts.raise_refusal("write", reply, key=full, agent=self.writer,
@@ -180,9 +183,10 @@ def plan_write_many(
     the options. Nothing here touches Redis; a bad item raises before anything is sent."""
     first = items[0][0].full if items else None
     codec = settings.codec
-    # ARGV[1..13], the options most writes repeat: validated and packed once per distinct
-    # set of them (kept by the options as given, when they are plain values: None, str,
-    # numbers, tuples), then joined as bytes
+    # write.lua's ARGV[1] is its 16 options. The first 13, which most writes repeat, are
+    # validated and packed once per distinct set of them (kept by the options as given, when
+    # they are plain values: None, str, numbers, tuples), with ARGV[1] ready for a write
+    # that has none of the last three
     options = (ks.swarm, writer, on_conflict, ttl_s, group, context, tags, readable_by,
                writable_by, resolve_ids, settings.log_maxlen, codec.max_bytes)
     keep = (type(tags) in _PLAIN and type(readable_by) in _PLAIN
@@ -194,15 +198,17 @@ def plan_write_many(
         except TypeError:  # an option that cannot be a dict key: a bad one, named below
             keep = False
     if shared is None:
-        shared = _pack_options(ks, settings, writer, on_conflict, ttl_s, group, context, tags,
-                               readable_by, writable_by, resolve_ids, first)
+        packed_options = _pack_options(ks, settings, writer, on_conflict, ttl_s, group,
+                                       context, tags, readable_by, writable_by, resolve_ids,
+                                       first)
+        shared = (packed_options, bulk(packed_options + _NO_VERSION_REFS_FENCE))
         if keep:
             _OPTIONS.put(options, shared)
-    # ARGV[14..16], which change from write to write: expected version, derived_from, fence
+    # the last three change from write to write: expected version, derived_from, fence
     if expected_version is None and fence is None and not derived_from:
-        own = _NO_VERSION_REFS_FENCE
+        options_arg = shared[1]
     else:
-        own = _pack_own(expected_version, derived_from, fence, first)
+        options_arg = bulk(shared[0] + _pack_own(expected_version, derived_from, fence, first))
     if not items:
         raise InvalidValue("nothing to write")
     merge = on_conflict == "merge"
@@ -211,7 +217,7 @@ def plan_write_many(
     # KEYS: the swarm's seven, each object's four, the log's counter; ARGV: the options,
     # then each object's value and digest
     parts = [head_keys]
-    values = [shared, own]
+    values = [options_arg]
     for key, value in items:
         parts.append(_object_keys(ks, key))
         packed = pack(value, key=key.full)
@@ -223,7 +229,7 @@ def plan_write_many(
     parts.append(log_n)
     parts += values
     n = len(items)
-    call = Packed(len(ks.write_head) + 4 * n + 1, _N_OPTIONS + 3 + 2 * n, b"".join(parts))
+    call = Packed(len(ks.write_head) + 4 * n + 1, 1 + 2 * n, b"".join(parts))
     return WritePlan([key for key, _ in items], call, writer, expected_version, fence)
 
 
@@ -232,7 +238,7 @@ def _pack_options(ks: SwarmKeys, settings: Settings, writer: str, on_conflict: s
                   tags: Iterable[str] | None, readable_by: Iterable[str] | None,
                   writable_by: Iterable[str] | None, resolve_ids: Sequence[str],
                   first: str | None) -> bytes:
-    """ARGV[1..13] of write.lua, validated and packed."""
+    """The first 13 of write.lua's options, validated, as a msgpack stream of strings."""
     if on_conflict not in POLICIES:
         raise InvalidValue(f"on_conflict must be one of {', '.join(POLICIES)}, "
                            f"got {on_conflict!r}", key=first)
@@ -251,12 +257,12 @@ def _pack_options(ks: SwarmKeys, settings: Settings, writer: str, on_conflict: s
                settings.log_maxlen, settings.codec.max_bytes, ks.swarm, ks.channel,
                ",".join(resolve_ids))
     assert len(options) == _N_OPTIONS
-    return bulks(options)
+    return _strings(options)
 
 
 def _pack_own(expected_version: int | None, derived_from: Sequence[MemoryRef | str] | None,
               fence: int | None, first: str | None) -> bytes:
-    """ARGV[14..16] of write.lua, validated and packed."""
+    """The last 3 of write.lua's options, validated, as a msgpack stream of strings."""
     if expected_version is not None and (
         not isinstance(expected_version, int) or isinstance(expected_version, bool)
         or expected_version < 0
@@ -266,17 +272,25 @@ def _pack_own(expected_version: int | None, derived_from: Sequence[MemoryRef | s
     if fence is not None and (not isinstance(fence, int) or isinstance(fence, bool)
                               or fence < 1):
         raise InvalidValue(f"fence must be a positive int token, got {fence!r}", key=first)
-    return bulks(("" if expected_version is None else expected_version, _refs(derived_from),
-                  "" if fence is None else fence))
+    return _strings(("" if expected_version is None else expected_version, _refs(derived_from),
+                     "" if fence is None else fence))
 
 
-_N_OPTIONS = 13  # write.lua's ARGV[1..13]
-_NO_VERSION_REFS_FENCE = bulks(("", "", ""))  # ARGV[14..16] of most writes
+def _strings(values: Iterable[str | bytes | int]) -> bytes:
+    """``values`` as a msgpack stream of strings (numbers as their decimal text), which
+    write.lua reads with ``cmsgpack.unpack``: Lua strings, each. Bytes are packed as msgpack
+    str too: Redis's cmsgpack refuses the bin types."""
+    pack = msgpack.Packer(use_bin_type=False).pack
+    return b"".join([pack(v if isinstance(v, (str, bytes)) else str(v)) for v in values])
+
+
+_N_OPTIONS = 13  # the first 13 of write.lua's 16 options (ARGV[1])
+_NO_VERSION_REFS_FENCE = _strings(("", "", ""))  # the last three of most writes
 _PLAIN = frozenset({type(None), tuple})  # option types kept by value in _OPTIONS
 
 # packed parts of write.lua calls (memgang.resp): the options of recent writes, the KEYS of
 # recent objects, each swarm's own KEYS
-_OPTIONS: PartCache[bytes] = PartCache(1024)
+_OPTIONS: PartCache[tuple[bytes, bytes]] = PartCache(1024)
 _OBJECT_KEYS: PartCache[bytes] = PartCache(8192)
 _SWARM_KEYS: PartCache[tuple[bytes, bytes]] = PartCache(1024)
 

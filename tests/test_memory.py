@@ -16,6 +16,7 @@ import redis
 import memgang
 import memgang.aio
 from memgang.keys import parse_full
+from memgang.memory import _strings, target
 from memgang.testing import fresh_swarm_name
 
 import _workers
@@ -633,10 +634,16 @@ def test_a_malformed_write_call_is_refused_whole(swarm: memgang.Swarm, raw: redi
                                                  gang: memgang.Gang) -> None:
     ks = swarm.keys
     before = state_of(raw, swarm)
-    with pytest.raises(memgang.ScriptError, match="whole objects"):
-        gang.call("write", [ks.seq, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group,
-                            ks.idx_context, ks.conflict_index, ks.log_n],
-                  ["a", "lww", "", "", "", "", "", "", 1000, 1000, swarm.name, ks.channel, ""])
+    shared = [ks.seq, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group, ks.idx_context,
+              ks.conflict_index]
+    options = _strings(["a", "lww", "", "", "", "", "", "", 1000, 1000, swarm.name, ks.channel,
+                        "", "", "", ""])
+    with pytest.raises(memgang.ScriptError, match="whole objects"):  # no object
+        gang.call("write", [*shared, ks.log_n], [options])
+    obj = target(swarm.name, "a", "k")[0]
+    object_keys = [obj.full, ks.lock(obj), ks.fence(obj), ks.conflicts(obj)]
+    with pytest.raises(memgang.ScriptError, match="not the 16 options"):  # 13 of them
+        gang.call("write", [*shared, *object_keys, ks.log_n], [options[:-3], b"\x01", ""])
     assert state_of(raw, swarm) == before
 
 

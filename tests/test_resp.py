@@ -74,7 +74,7 @@ def _reference_write(ks: SwarmKeys, items: list[tuple[str, Any]], writer: str,
 
     ttl_s = options.get("ttl_s")
     refs = options.get("derived_from")
-    args: list[Any] = [
+    options_list: list[Any] = [
         writer, options.get("on_conflict", "lww"),
         "" if ttl_s is None else str(round(ttl_s * 1000)),
         options.get("group") or "", options.get("context") or "",
@@ -84,6 +84,10 @@ def _reference_write(ks: SwarmKeys, items: list[tuple[str, Any]], writer: str,
         orjson.dumps([[r.key, r.version] for r in refs]) if refs else "",
         options.get("fence", ""),
     ]
+    # ARGV[1]: the 16 options as a msgpack stream of strings (numbers as decimal text)
+    args: list[Any] = [b"".join(
+        msgpack.packb(o if isinstance(o, (str, bytes)) else str(o), use_bin_type=False)
+        for o in options_list)]
     for _, value in items:
         packed = msgpack.packb(value, use_bin_type=True)
         merge = options.get("on_conflict") == "merge"
