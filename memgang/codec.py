@@ -9,7 +9,7 @@ Events are JSON so that ``redis-cli SUBSCRIBE`` and any language can read them. 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,9 +30,19 @@ class _Packers(threading.local):
 
     def __init__(self) -> None:
         self.packer = msgpack.Packer(use_bin_type=True)
+        # for pack_strings: bytes as msgpack str, the only string type Redis's cmsgpack reads
+        self.strings = msgpack.Packer(use_bin_type=False)
 
 
 _PACKERS = _Packers()
+
+
+def pack_strings(values: Iterable[str | bytes | int]) -> bytes:
+    """``values`` as a msgpack stream of strings (numbers as their decimal text), for a Lua
+    script to read with ``cmsgpack.unpack``: a Lua string each. Bytes are packed as msgpack
+    str too: Redis's cmsgpack refuses the bin types."""
+    pack = _PACKERS.strings.pack
+    return b"".join([pack(v if isinstance(v, (str, bytes)) else str(v)) for v in values])
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,4 +147,5 @@ def _json_default(obj: Any) -> Any:
     return repr(obj)  # display only: JSON output must not fail on a value someone stored
 
 
-__all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_VALUE_BYTES", "Codec", "dumps_json", "loads_json"]
+__all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_VALUE_BYTES", "Codec", "dumps_json", "loads_json",
+           "pack_strings"]

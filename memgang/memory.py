@@ -13,10 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgpack
-
 from . import scripts
-from .codec import Codec, dumps_json, loads_json
+from .codec import Codec, dumps_json, loads_json, pack_strings
 from .errors import Error, InvalidKey, InvalidValue, ManualConflict
 from .keys import INDEX_SEP, Key, SwarmKeys, index_range, parse_full, resolve, validate_name
 from .resp import Packed, PartCache, bulk, bulk_pair, bulks
@@ -257,7 +255,7 @@ def _pack_options(ks: SwarmKeys, settings: Settings, writer: str, on_conflict: s
                settings.log_maxlen, settings.codec.max_bytes, ks.swarm, ks.channel,
                ",".join(resolve_ids))
     assert len(options) == _N_OPTIONS
-    return _strings(options)
+    return pack_strings(options)
 
 
 def _pack_own(expected_version: int | None, derived_from: Sequence[MemoryRef | str] | None,
@@ -272,20 +270,12 @@ def _pack_own(expected_version: int | None, derived_from: Sequence[MemoryRef | s
     if fence is not None and (not isinstance(fence, int) or isinstance(fence, bool)
                               or fence < 1):
         raise InvalidValue(f"fence must be a positive int token, got {fence!r}", key=first)
-    return _strings(("" if expected_version is None else expected_version, _refs(derived_from),
-                     "" if fence is None else fence))
-
-
-def _strings(values: Iterable[str | bytes | int]) -> bytes:
-    """``values`` as a msgpack stream of strings (numbers as their decimal text), which
-    write.lua reads with ``cmsgpack.unpack``: Lua strings, each. Bytes are packed as msgpack
-    str too: Redis's cmsgpack refuses the bin types."""
-    pack = msgpack.Packer(use_bin_type=False).pack
-    return b"".join([pack(v if isinstance(v, (str, bytes)) else str(v)) for v in values])
+    return pack_strings(("" if expected_version is None else expected_version,
+                         _refs(derived_from), "" if fence is None else fence))
 
 
 _N_OPTIONS = 13  # the first 13 of write.lua's 16 options (ARGV[1])
-_NO_VERSION_REFS_FENCE = _strings(("", "", ""))  # the last three of most writes
+_NO_VERSION_REFS_FENCE = pack_strings(("", "", ""))  # the last three of most writes
 _PLAIN = frozenset({type(None), tuple})  # option types kept by value in _OPTIONS
 
 # packed parts of write.lua calls (memgang.resp): the options of recent writes, the KEYS of
@@ -439,7 +429,6 @@ def target(swarm: str, own_space: str, ref: str | MemoryRef) -> tuple[Key, int |
     if isinstance(ref, MemoryRef):
         return resolve(swarm, own_space, ref.key), ref.version
     return resolve(swarm, own_space, ref), None
-
 
 
 def conflict_entries(raw: Mapping[Any, Any], key: str) -> list[Conflict]:

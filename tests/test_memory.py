@@ -15,8 +15,9 @@ import redis
 
 import memgang
 import memgang.aio
+from memgang.codec import pack_strings
 from memgang.keys import parse_full
-from memgang.memory import _strings, target
+from memgang.memory import target
 from memgang.testing import fresh_swarm_name
 
 import _workers
@@ -636,8 +637,8 @@ def test_a_malformed_write_call_is_refused_whole(swarm: memgang.Swarm, raw: redi
     before = state_of(raw, swarm)
     shared = [ks.seq, ks.log, ks.idx_all, ks.idx_agent, ks.idx_group, ks.idx_context,
               ks.conflict_index]
-    options = _strings(["a", "lww", "", "", "", "", "", "", 1000, 1000, swarm.name, ks.channel,
-                        "", "", "", ""])
+    options = pack_strings(["a", "lww", "", "", "", "", "", "", 1000, 1000, swarm.name,
+                            ks.channel, "", "", "", ""])
     with pytest.raises(memgang.ScriptError, match="whole objects"):  # no object
         gang.call("write", [*shared, ks.log_n], [options])
     obj = target(swarm.name, "a", "k")[0]
