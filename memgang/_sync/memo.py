@@ -96,8 +96,11 @@ def compute_once(
 def _ring_wait(me: AgentMemory, doorbell: str, timeout_s: float) -> None:
     """Block on the doorbell until a token comes or ``timeout_s`` passes."""
     socket_timeout = me.gang.config.socket_timeout_s
-    if socket_timeout is not None:  # the server must answer before the socket gives up
-        timeout_s = max(0.01, min(timeout_s, socket_timeout - 0.1))
+    if socket_timeout is not None:
+        # the server must answer before the socket gives up, and Redis ends a timed-out
+        # BLPOP only on its next timer tick (every 100 ms at the default hz 10), later
+        # still on a busy machine: wait at most half the socket's timeout per BLPOP
+        timeout_s = max(0.01, min(timeout_s, socket_timeout / 2))
     try:
         me.gang.client.blpop([doorbell], timeout=timeout_s)
     except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
