@@ -45,6 +45,15 @@ local function fence_refusal(fence_key, fence)
   return nil
 end
 
+-- A lock holder's entry "<mode>|<agent>|<expires_ms>|<token>" (token "" for read leases):
+-- its mode, agent, expiry (ms, a number) and token; nil if malformed. The mode is not
+-- checked here.
+local function holder_fields(v)
+  local mode, agent, expires, token = string.match(v, '^(%a+)|([^|]*)|(%d+)|(%d*)$')
+  if not mode then return nil end
+  return mode, agent, tonumber(expires), token
+end
+
 -- {3, holder, mode} if a live lease that bars the caller is held on the key by someone other
 -- than `agent` carrying `fence`; else nil. The leases that bar: `exclusive` only if
 -- `exclusive_only` (reads), else `write` and `exclusive` (writes, deletes). `now`: ms, a
@@ -57,9 +66,8 @@ local function lock_refusal(lock_key, agent, fence, now, exclusive_only)
   if #held == 0 then return nil end
   now = tonumber(now)
   for i = 2, #held, 2 do
-    local mode, holder, expires, token = string.match(held[i], '^(%a+)|([^|]*)|(%d+)|(%d*)$')
-    if (mode == 'exclusive' or (mode == 'write' and not exclusive_only))
-      and tonumber(expires) > now then
+    local mode, holder, expires, token = holder_fields(held[i])
+    if (mode == 'exclusive' or (mode == 'write' and not exclusive_only)) and expires > now then
       if holder ~= agent or (fence ~= nil and (fence == '' or token ~= fence)) then
         return {3, holder, mode}
       end

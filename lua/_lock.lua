@@ -36,13 +36,14 @@
 -- not seen since alive_until (its process died) is dropped when it reaches the queue head.
 --
 -- Cost: a script reads the holders and only the queue head (never the whole queue, except
--- for the self-deadlock check of an agent that already holds the name).
+-- for the self-deadlock check of an agent that already holds the name). Every contended
+-- acquisition runs one queued lock_acquire and one lock_release that grants it, so both are
+-- written for Redis's Lua 5.1 interpreter: no table per holder or waiter (holders are
+-- counted by mode; a waiter's fields are multiple return values), no table of modes, few
+-- helper functions (each is a closure made anew on every call) and none that captures the
+-- caller's locals, times and tokens kept as the text Redis gives (a number turned into text
+-- costs a printf).
 
-local LK_COMPAT = {
-  read = {read = true, write = true},
-  write = {read = true},
-  exclusive = {},
-}
 -- the lock's keys outlive its last lease/waiter by this much (then Redis drops them)
 local LK_GRACE_MS = 60000
 -- a waiter re-checks at least every lease/2; it is abandoned after lease + this much silence
@@ -54,30 +55,79 @@ local LK_TOMBSTONE_SLACK = 32
 local LK_SWEEP_EVERY_MS = 30000
 local LK_SWEEP_FIELD = '_sweep'
 
+-- true if `m` is a lock mode
+local function lk_is_mode(m)
+  return m == 'read' or m == 'write' or m == 'exclusive'
+end
+
+-- true if leases of modes a and b may be held together: read+read, read+write
+local function lk_compat(a, b)
+  if a == 'read' then return b == 'read' or b == 'write' end
+  return b == 'read' and a == 'write'
+end
+
+-- A holder's stored entry, as holder_fields (_lib.lua) parses it; `expires` a number.
+local function lk_holder_value(mode, agent, expires, token)
+  return mode .. '|' .. agent .. '|' .. string.format('%d', expires) .. '|' .. token
+end
+
+-- A waiter's stored entry, as lk_waiter parses it; `lease` text, `alive` a number.
+local function lk_waiter_value(mode, agent, lease, alive, wake)
+  return mode .. '|' .. agent .. '|' .. lease .. '|' .. string.format('%d', alive) .. '|' .. wake
+end
+
 -- lock_acquired / lock_released / lock_expired, in the log and on the swarm's channel;
--- "version" carries the fencing token (0 for read leases)
-local function lk_event(kind, agent, mode, token, now)
-  local version = tonumber(token) or 0
-  return emit(KEYS[6], ARGV[4], ARGV[3],
-              event_body(kind, ARGV[2], ARGV[1], agent, version, now, ',"mode":"' .. mode .. '"'))
+-- "version" carries the fencing token (0 for read leases). The members every event of the
+-- call shares are encoded once (st.ev).
+local function lk_event(st, kind, agent, mode, token)
+  local ev = st.ev
+  if not ev then
+    ev = '","swarm":' .. jstr(ARGV[2]) .. ',"key":' .. jstr(ARGV[1]) .. ',"agent":'
+    st.ev = ev
+  end
+  if token == '' then token = '0' end
+  return emit(KEYS[6], ARGV[4], ARGV[3], '"type":"' .. kind .. ev .. jstr(agent)
+              .. ',"version":' .. token .. ',"ts":' .. st.now_s .. ',"mode":"' .. mode .. '"}')
+end
+
+-- Count a live lease of `mode` ending at `expires` among the holders.
+local function lk_hold(st, mode, expires)
+  if mode == 'read' then
+    st.r = st.r + 1
+  elseif mode == 'write' then
+    st.w = st.w + 1
+  else
+    st.x = st.x + 1
+  end
+  if not st.first or expires < st.first then st.first = expires end
+  if expires > st.last then st.last = expires end
 end
 
 -- Read the holders (live and expired) of the lock. Nothing is written: scripts validate
--- first, then purge. st.qempty: true/false once the queue is known to be empty or not.
-local function lk_load()
-  local now = now_ms()
-  local st = {now = now, holders = {}, expired = {}, extended = false, qempty = nil}
+-- first, then purge. The state st: now (ms) and now_s (its text); raw, the HGETALL;
+-- r / w / x, the live holders by mode other than `self_id`, whose lease is st.mine =
+-- {mode, agent, expires, token} if live; first / last, the earliest and latest expiry of the
+-- counted holders; expired, the raw indices of entries past their lease or malformed;
+-- qempty: true/false once the queue is known to be empty or not.
+local function lk_load(self_id)
+  local now_s = now_ms_str()
+  local now = tonumber(now_s)
   local raw = redis.call('HGETALL', KEYS[1])
   -- every script leaves only live holders, and the name in the index while it has any
-  st.indexed = #raw > 0
+  local st = {now = now, now_s = now_s, raw = raw, r = 0, w = 0, x = 0, first = false,
+              last = 0, indexed = #raw > 0, extended = false}
   for i = 1, #raw, 2 do
-    local mode, agent, expires, token = string.match(raw[i + 1], '^(%a+)|([^|]*)|(%d+)|(%d*)$')
-    local h = {id = raw[i], mode = mode, agent = agent, expires = tonumber(expires) or 0,
-               token = token or ''}
-    if mode and LK_COMPAT[mode] and h.expires > now then
-      st.holders[h.id] = h
+    local mode, agent, expires, token = holder_fields(raw[i + 1])
+    if mode and expires > now and lk_is_mode(mode) then
+      if raw[i] == self_id then
+        st.mine = {mode, agent, expires, token}
+      else
+        lk_hold(st, mode, expires)
+      end
     else
-      st.expired[#st.expired + 1] = h
+      local expired = st.expired or {}
+      expired[#expired + 1] = i
+      st.expired = expired
     end
   end
   return st
@@ -90,26 +140,16 @@ local function lk_tombstone_until(v)
   return til and tonumber(til)
 end
 
--- A queued waiter's entry, or nil if missing or malformed; and true if the entry is a
--- tombstone.
+-- A queued waiter's mode, agent, lease (ms, text), alive_until (ms) and wake channel; or
+-- nil if missing or malformed, and then a sixth value, true if the entry is a tombstone.
 local function lk_waiter(id)
   local v = redis.call('HGET', KEYS[3], id)
   if not v then return nil end
   local mode, agent, lease, alive, wake = string.match(v, '^(%a+)|([^|]*)|(%d+)|(%d+)|(.*)$')
-  if not (mode and LK_COMPAT[mode]) then
-    return nil, lk_tombstone_until(v) ~= nil
+  if not lk_is_mode(mode) then
+    return nil, nil, nil, nil, nil, lk_tombstone_until(v) ~= nil
   end
-  return {id = id, mode = mode, agent = agent, lease = tonumber(lease), alive = tonumber(alive),
-          wake = wake, stored = true}
-end
-
-local function lk_waiter_value(w)
-  return w.mode .. '|' .. w.agent .. '|' .. dec(w.lease) .. '|' .. dec(w.alive) .. '|' .. w.wake
-end
-
--- A holder's stored entry, as lk_load (and lock_refusal in _lib.lua) parse it.
-local function lk_holder_value(h)
-  return h.mode .. '|' .. h.agent .. '|' .. dec(h.expires) .. '|' .. h.token
+  return mode, agent, lease, tonumber(alive), wake
 end
 
 -- A lease argument in ms, or nil if it is not a positive integer.
@@ -121,54 +161,61 @@ end
 
 -- Drop expired holders, announcing lock_expired.
 local function lk_purge(st)
-  for _, h in ipairs(st.expired) do
-    redis.call('HDEL', KEYS[1], h.id)
-    if h.mode then lk_event('lock_expired', h.agent, h.mode, h.token, st.now) end
+  local raw = st.raw
+  if not st.expired then return end
+  for _, i in ipairs(st.expired) do
+    redis.call('HDEL', KEYS[1], raw[i])
+    local mode, agent, _, token = holder_fields(raw[i + 1])
+    if lk_is_mode(mode) then lk_event(st, 'lock_expired', agent, mode, token) end
   end
 end
 
--- Give back the live lease of holder `id`, announcing lock_released; returns its entry, or
--- nil if it held nothing (any more).
+-- Give back the caller's live lease (st.mine), announcing lock_released; returns it, or nil
+-- if it held nothing (any more).
 local function lk_release(st, id)
-  local held = st.holders[id]
+  local held = st.mine
   if held then
     redis.call('HDEL', KEYS[1], id)
-    st.holders[id] = nil
-    lk_event('lock_released', held.agent, held.mode, held.token, st.now)
+    lk_event(st, 'lock_released', held[2], held[1], held[4])
   end
   return held
 end
 
+-- true if a lease of `mode` fits with every counted holder
 local function lk_fits(st, mode)
-  local ok = LK_COMPAT[mode]
-  for _, h in pairs(st.holders) do
-    if not ok[h.mode] then return false end
-  end
-  return true
+  if st.x > 0 then return false end
+  if mode == 'read' then return true end
+  if mode == 'write' then return st.w == 0 end
+  return st.r + st.w == 0
 end
 
 -- {12, held_mode, blocker} if a `mode` request queued now would wait on a hold the caller
--- itself keeps: `own` lists the holder ids its process holds on this name as this agent
--- (held, renewed, not being released: a wait on them can never end). The request conflicts
--- with one of them, or a waiter it would queue behind does. Else nil. Holds of the same
--- agent that the caller does not list (a lease orphaned by a failed release, another
--- process with the same agent name) are waited for like anyone's: they end by themselves.
+-- itself keeps: `own_ids` lists (comma separated) the holder ids its process holds on this
+-- name as this agent (held, renewed, not being released: a wait on them can never end). The
+-- request conflicts with one of them, or a waiter it would queue behind does. Else nil.
+-- Holds of the same agent that the caller does not list (a lease orphaned by a failed
+-- release, another process with the same agent name) are waited for like anyone's: they end
+-- by themselves.
 local function lk_self_deadlock(st, agent, mode, own_ids)
   if own_ids == '' then return nil end
-  local own = {}
+  local own, raw = {}, st.raw
   for hid in string.gmatch(own_ids, '[^,]+') do
-    local h = st.holders[hid]
-    if h then
-      if not LK_COMPAT[mode][h.mode] then return {12, h.mode, agent} end
-      own[#own + 1] = h.mode
+    for i = 1, #raw, 2 do
+      if raw[i] == hid then
+        local m, _, expires = holder_fields(raw[i + 1])
+        if lk_is_mode(m) and expires > st.now then
+          if not lk_compat(mode, m) then return {12, m, agent} end
+          own[#own + 1] = m
+        end
+      end
     end
   end
   if #own == 0 then return nil end
   for _, wid in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
-    local w = lk_waiter(wid)
-    if w and w.alive > st.now then
+    local w_mode, w_agent, _, w_alive = lk_waiter(wid)
+    if w_mode and w_alive > st.now then
       for _, held in ipairs(own) do
-        if not LK_COMPAT[w.mode][held] then return {12, held, w.agent} end
+        if not lk_compat(w_mode, held) then return {12, held, w_agent} end
       end
     end
   end
@@ -177,75 +224,59 @@ end
 
 -- Grant the queue head and every waiter behind it that fits with all holders, up to the
 -- first that does not; abandoned waiters met at the head are dropped. `new` (optional) is
--- the caller's request not queued yet: it comes after everyone queued. Returns
--- {token, lease_ms} if `self_id` was granted, else nil; every other grantee is woken on its
--- channel.
+-- the caller's request not queued yet, {id, mode, agent, lease_ms, wake}: it comes after
+-- everyone queued. Returns the token and the lease (ms) if `self_id` was granted, else nil;
+-- every other grantee is woken on its channel.
 local function lk_grant(st, self_id, new)
-  local mine = nil
   while true do
-    local w = nil
     local id = redis.call('LINDEX', KEYS[2], 0)
+    local stored, mode, agent, lease, alive, wake = true, nil, nil, nil, nil, nil
     if id then
-      w = lk_waiter(id)
-      if not w or w.alive <= st.now then
+      mode, agent, lease, alive, wake = lk_waiter(id)
+      if not mode or alive <= st.now then  -- malformed, or abandoned: dropped
         redis.call('LPOP', KEYS[2])
         redis.call('HDEL', KEYS[3], id)
-        w = false
+        mode = nil
       end
     else
       st.qempty = true
-      if new and not new.stored and not st.holders[new.id] then w = new end
+      if not new then return nil end
+      stored, id, mode, agent, lease, wake = false, new[1], new[2], new[3], new[4], new[5]
     end
-    if w == nil then break end
-    if w then
-      if not lk_fits(st, w.mode) then
-        if w ~= new then st.qempty = false end
-        break
+    if mode then
+      if not lk_fits(st, mode) then
+        if stored then st.qempty = false end
+        return nil
       end
       local token = ''
-      if w.mode ~= 'read' then token = tostring(redis.call('INCR', KEYS[4])) end
-      local h = {id = w.id, mode = w.mode, agent = w.agent, expires = st.now + w.lease,
-                 token = token}
-      redis.call('HSET', KEYS[1], w.id, lk_holder_value(h))
-      st.holders[w.id] = h
+      if mode ~= 'read' then token = string.format('%d', redis.call('INCR', KEYS[4])) end
+      local expires = st.now + tonumber(lease)
+      redis.call('HSET', KEYS[1], id, lk_holder_value(mode, agent, expires, token))
+      lk_hold(st, mode, expires)
       st.extended = true
-      if w.stored then
+      if stored then
         redis.call('LPOP', KEYS[2])
-        redis.call('HDEL', KEYS[3], w.id)
+        redis.call('HDEL', KEYS[3], id)
       end
-      lk_event('lock_acquired', w.agent, w.mode, token, st.now)
-      if w.id == self_id then
-        mine = {token, w.lease}
-      else
-        redis.call('PUBLISH', w.wake, w.id .. '|' .. token .. '|' .. dec(w.lease) .. '|'
-                                      .. dec(st.now))
-      end
+      lk_event(st, 'lock_acquired', agent, mode, token)
+      if id == self_id then return token, tonumber(lease) end
+      redis.call('PUBLISH', wake, id .. '|' .. token .. '|' .. lease .. '|' .. st.now_s)
       -- nothing is compatible with exclusive: no need to look at the next waiter
-      if w == new or w.mode == 'exclusive' then break end
+      if mode == 'exclusive' then return nil end
     end
   end
-  return mine
 end
 
--- Queue (or refresh) the caller's waiter entry; returns its position (1 = head).
-local function lk_enqueue(st, w)
-  local pos = w.stored and redis.call('LPOS', KEYS[2], w.id)
-  if pos then
-    pos = pos + 1
-  else  -- new (or, defensively, an entry that lost its place in the list): at the tail
-    pos = redis.call('RPUSH', KEYS[2], w.id)
-    w.stored = true
-  end
-  redis.call('HSET', KEYS[3], w.id, lk_waiter_value(w))
-  st.qempty = false
-  -- the queue's keys outlive every entry: never shorten their expiry. When it must grow,
-  -- it grows by a grace more, so that the waiters queued next need not extend it again
-  local keep = w.alive - st.now + LK_GRACE_MS
+-- Keep the queue's keys alive until a waiter alive until `alive` (ms) has gone: never
+-- shorten their expiry. When it must grow, it grows by a grace more, so that the waiters
+-- queued next need not extend it again.
+local function lk_keep_queue(st, alive)
+  local keep = alive - st.now + LK_GRACE_MS
   if redis.call('PTTL', KEYS[2]) < keep then
-    redis.call('PEXPIRE', KEYS[2], dec(keep + LK_GRACE_MS))
-    redis.call('PEXPIRE', KEYS[3], dec(keep + LK_GRACE_MS))
+    local ms = string.format('%d', keep + LK_GRACE_MS)
+    redis.call('PEXPIRE', KEYS[2], ms)
+    redis.call('PEXPIRE', KEYS[3], ms)
   end
-  return pos
 end
 
 -- How long a waiter may sleep before it re-checks: until the earliest holder expiry (a dead
@@ -253,8 +284,8 @@ end
 -- grant whose wake-up was lost is found long before that lease ends).
 local function lk_recheck_ms(st, lease)
   local wait = math.floor(lease / 2)
-  for _, h in pairs(st.holders) do
-    local left = h.expires - st.now + 2
+  if st.first then
+    local left = st.first - st.now + 2
     if left < wait then wait = left end
   end
   if wait < 1 then wait = 1 end
@@ -263,13 +294,12 @@ end
 
 -- Keep the holders' expiry and the index in step with what is left.
 local function lk_finish(st)
-  local last = 0
-  for _, h in pairs(st.holders) do
-    if h.expires > last then last = h.expires end
+  if st.extended then
+    redis.call('PEXPIRE', KEYS[1], string.format('%d', st.last - st.now + LK_GRACE_MS))
   end
-  if st.extended then redis.call('PEXPIRE', KEYS[1], dec(last - st.now + LK_GRACE_MS)) end
-  if last == 0 and st.qempty == nil then st.qempty = redis.call('LLEN', KEYS[2]) == 0 end
-  if last == 0 and st.qempty then
+  local none = st.r + st.w + st.x == 0
+  if none and st.qempty == nil then st.qempty = redis.call('LLEN', KEYS[2]) == 0 end
+  if none and st.qempty then
     redis.call('SREM', KEYS[5], ARGV[1])
   elseif not st.indexed then
     redis.call('SADD', KEYS[5], ARGV[1])

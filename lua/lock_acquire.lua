@@ -44,20 +44,40 @@
 
 local id, agent, mode = ARGV[5], ARGV[6], ARGV[7]
 local lease = lk_lease_ms(ARGV[8])
-if not LK_COMPAT[mode] then return redis.error_reply('unknown lock mode ' .. tostring(mode)) end
+if not lk_is_mode(mode) then return redis.error_reply('unknown lock mode ' .. tostring(mode)) end
 if not lease then
   return redis.error_reply('lease must be a positive integer of ms, got ' .. tostring(ARGV[8]))
 end
 
-local st = lk_load()
-local held = st.holders[id]
-local entry, cancelled = nil, false
-if not held then entry, cancelled = lk_waiter(id) end
+local st = lk_load(id)
+
+-- The common case under contention: a first request (no own holds, not try-only) that finds
+-- live holders, no expired one and a queue. It queues, and nothing else can change: every
+-- lock script leaves the queue head not grantable, and only an expiry (a holder's, which
+-- this path would purge) makes it so. HSETNX both writes the entry and sees a tombstone: a
+-- request whose cancel came first takes the full path below.
+if not st.mine and not st.expired and st.r + st.w + st.x > 0 and ARGV[10] == ''
+    and ARGV[11] == '' and ARGV[12] == '' and redis.call('LLEN', KEYS[2]) > 0 then
+  local alive = st.now + lease + LK_WAITER_SLACK_MS
+  if redis.call('HSETNX', KEYS[3], id, lk_waiter_value(mode, agent, ARGV[8], alive, ARGV[9]))
+      == 1 then
+    local pos = redis.call('RPUSH', KEYS[2], id)
+    lk_keep_queue(st, alive)
+    return {10, lk_recheck_ms(st, lease), pos, st.now}
+  end
+end
+-- @helpers
+-- (the helpers only the rest of the script uses are made here: the common case above does
+-- not pay for them)
+
+local held = st.mine
+local w_mode, w_agent, w_lease, w_alive, w_wake, cancelled = nil, nil, nil, nil, nil, false
+if not held then w_mode, w_agent, w_lease, w_alive, w_wake, cancelled = lk_waiter(id) end
 if cancelled then  -- its cancel came first (lock_cancel.lua): nothing is queued or granted
   redis.call('HDEL', KEYS[3], id)
   return {14}
 end
-if not held and not entry then
+if not held and not w_mode then
   -- a re-check never starts a request: one that arrives after its cancel (sent on another
   -- connection by an interrupted caller) must not queue or take a lease nobody will release
   if ARGV[12] == '1' then return {14} end
@@ -67,31 +87,45 @@ end
 
 lk_purge(st)
 if held then  -- a re-check that finds its request granted (its wake-up is on the way)
+  lk_hold(st, held[1], held[3])
   lk_grant(st, nil, nil)
   lk_finish(st)
-  return {0, held.token, held.expires - st.now}
+  return {0, held[4], held[3] - st.now}
 end
 
 local new = nil
-if entry then  -- a re-check: still alive, keeps its place
-  entry.alive = st.now + entry.lease + LK_WAITER_SLACK_MS
-  redis.call('HSET', KEYS[3], id, lk_waiter_value(entry))
+if w_mode then  -- a re-check: still alive, keeps its place
+  w_alive = st.now + tonumber(w_lease) + LK_WAITER_SLACK_MS
+  redis.call('HSET', KEYS[3], id, lk_waiter_value(w_mode, w_agent, w_lease, w_alive, w_wake))
+  lease = tonumber(w_lease)
 else
-  entry = {id = id, mode = mode, agent = agent, lease = lease, wake = ARGV[9], stored = false}
-  new = entry
+  new = {id, mode, agent, lease, ARGV[9]}
 end
-local mine = lk_grant(st, id, new)
-if mine then
+local token, granted = lk_grant(st, id, new)
+if token then
   lk_finish(st)
-  return {0, mine[1], mine[2]}
+  return {0, token, granted}
 end
 
-local recheck = lk_recheck_ms(st, entry.lease)
+local recheck = lk_recheck_ms(st, lease)
 if new and ARGV[10] == '1' then
   lk_finish(st)
   return {11, recheck}
 end
-entry.alive = st.now + entry.lease + LK_WAITER_SLACK_MS
-local pos = lk_enqueue(st, entry)
+local pos
+if new then
+  w_alive = st.now + lease + LK_WAITER_SLACK_MS
+  pos = redis.call('RPUSH', KEYS[2], id)
+  redis.call('HSET', KEYS[3], id, lk_waiter_value(mode, agent, ARGV[8], w_alive, ARGV[9]))
+else
+  pos = redis.call('LPOS', KEYS[2], id)
+  if pos then
+    pos = pos + 1
+  else  -- defensively: an entry that lost its place in the list queues again at the tail
+    pos = redis.call('RPUSH', KEYS[2], id)
+  end
+end
+st.qempty = false
+lk_keep_queue(st, w_alive)
 lk_finish(st)
 return {10, recheck, pos, st.now}

@@ -31,7 +31,7 @@
 -- Returns {0, given_back}: given_back is 1 if the request had been granted and was released.
 
 local id = ARGV[5]
-local st = lk_load()
+local st = lk_load(id)
 lk_purge(st)
 local queued = redis.call('HDEL', KEYS[3], id) == 1
 if queued then redis.call('LREM', KEYS[2], 1, id) end

@@ -21,7 +21,7 @@
 --   {0}    released
 --   {13}   the lease was no longer held (it expired, and may have been granted to another)
 
-local st = lk_load()
+local st = lk_load(ARGV[5])
 lk_purge(st)
 local held = lk_release(st, ARGV[5])
 lk_grant(st, nil, nil)

@@ -25,15 +25,16 @@ local lease = lk_lease_ms(ARGV[6])
 if not lease then
   return redis.error_reply('lease must be a positive integer of ms, got ' .. tostring(ARGV[6]))
 end
-local st = lk_load()
-local held = st.holders[ARGV[5]]
+local st = lk_load(ARGV[5])
+local held = st.mine
 lk_purge(st)
 if held then
-  held.expires = st.now + lease
+  local expires = st.now + lease
+  lk_hold(st, held[1], expires)
   st.extended = true
-  redis.call('HSET', KEYS[1], held.id, lk_holder_value(held))
+  redis.call('HSET', KEYS[1], ARGV[5], lk_holder_value(held[1], held[2], expires, held[4]))
 end
-if #st.expired > 0 then lk_grant(st, nil, nil) end
+if st.expired then lk_grant(st, nil, nil) end
 lk_finish(st)
 if held then return {0, lease} end
 return {13}

@@ -49,12 +49,16 @@ _DEFINES = re.compile(r"^local function (\w+)", re.M)
 _COMMENT = re.compile(r"--[^\n]*")  # the scripts use line comments only
 
 
-def _needed(helpers: str, body: str) -> str:
-    """The blocks of a helper file (separated by blank lines) that ``body`` needs: a block
-    that defines local functions is kept only if one of them is used by the body or by a
-    kept block, every other block (constants, comments) always. Lua creates each local
+# A script may start with a fast path (its "prelude") that runs before most helpers exist:
+# everything above this line in its file. See _assemble.
+PRELUDE_END = "-- @helpers"
+
+
+def _kept(blocks: list[str], body: str) -> list[bool]:
+    """Which of ``blocks`` (of helper files, separated by blank lines) ``body`` needs: a
+    block that defines local functions is kept only if one of them is used by the body or
+    by a kept block, every other block (constants, comments) always. Lua creates each local
     function anew on every call of a script, so an unused helper costs every call."""
-    blocks = helpers.split("\n\n")
     names = [_DEFINES.findall(block) for block in blocks]
     keep = [not defined for defined in names]
     used = _COMMENT.sub("", body)  # a helper named in a comment is not a use of it
@@ -65,7 +69,27 @@ def _needed(helpers: str, body: str) -> str:
             if not keep[i] and any(re.search(rf"\b{name}\b", used) for name in defined):
                 keep[i] = changed = True
                 used += _COMMENT.sub("", blocks[i])
-    return "\n\n".join(block for block, k in zip(blocks, keep, strict=True) if k)
+    return keep
+
+
+def _assemble(helpers: list[str], own: str) -> str:
+    """A script's full source: the helper files' blocks it needs (see _kept), in file
+    order, then its own file. If its file has a line ``-- @helpers``, what is above that
+    line (the prelude: a fast path, say) comes right after the constants and the helpers it
+    needs itself, and every other helper is defined only after it: a prelude that returns
+    does not pay for making them (each is a closure made anew on every call)."""
+    blocks = [block for text in helpers if text for block in text.split("\n\n")]
+    lines = own.splitlines(keepends=True)
+    cut = next((i for i, line in enumerate(lines) if line.rstrip() == PRELUDE_END), None)
+    prelude = "".join(lines[:cut]) if cut is not None else ""
+    rest = "".join(lines[cut + 1:]) if cut is not None else own
+    needed, early = _kept(blocks, own), _kept(blocks, prelude)
+    functions = [bool(_DEFINES.search(block)) for block in blocks]
+    first = [b for b, f, e in zip(blocks, functions, early, strict=True) if not f or e]
+    later = [b for b, f, e, n in zip(blocks, functions, early, needed, strict=True)
+             if f and n and not e]
+    parts = ["\n\n".join(first), prelude, "\n\n".join(later), rest]
+    return "\n".join(part for part in parts if part.strip())
 
 
 @cache
@@ -73,17 +97,15 @@ def sources() -> dict[str, str]:
     """Script name -> full source: ``_lib.lua`` first, then for a script of a family
     (``<family>_*.lua``) that family's helpers ``_<family>.lua`` if there are any (e.g.
     ``_lock.lua`` for ``lock_acquire.lua``); of both, only the helper functions the script
-    uses, so no script pays for helpers it never calls."""
+    uses, so no script pays for helpers it never calls (and a prelude, see _assemble, not
+    even for those only the rest of the script calls)."""
     root = lua_dir()
     lib = (root / "_lib.lua").read_text()
     families = {p.stem[1:]: p.read_text() for p in root.glob("_*.lua") if p.stem != "_lib"}
     out = {}
     for path in sorted(root.glob("[!_]*.lua")):
-        own = path.read_text()
-        helpers = families.get(path.stem.partition("_")[0], "") if "_" in path.stem else ""
-        helpers = _needed(helpers, own)
-        lib_part = _needed(lib, helpers + own)
-        out[path.stem] = "\n".join(part for part in (lib_part, helpers, own) if part)
+        family = families.get(path.stem.partition("_")[0], "") if "_" in path.stem else ""
+        out[path.stem] = _assemble([lib, family], path.read_text())
     return out
 
 
