@@ -387,11 +387,11 @@ def test_a_waiter_that_asks_afresh_never_takes_a_stale_wake_up_for_its_grant(
     dispatch, ask = sync_locks.SyncLockRuntime.dispatch, sync_locks.SyncLease._ask
     stalled = threading.Event()
 
-    def late_dispatch(self: Any, message: Any) -> None:
+    def late_dispatch(self: Any, message: Any, reader: Any = None) -> None:
         if message[0] == b"message" and not held_back:
             held_back.append(message)  # read late, below
             return
-        dispatch(self, message)
+        dispatch(self, message, reader)
 
     def slow_ask(self: Any, args: list[Any]) -> Any:
         if self.agent == "b" and args[-1] == "1" and held_back and not stalled.is_set():

@@ -245,18 +245,21 @@ class SyncLockRuntime:
     def _unlead(self, waiter: _Waiter) -> None:
         with self.mutex:
             self._reading = False
-        self._hand_off(waiter)
+            self._nudge(waiter)
 
     def _hand_off(self, leaving: _Waiter | None = None) -> None:
         """The reader role is free: wake one other waiter that still waits, to take it."""
         with self.mutex:
-            if self._reading:
+            if not self._reading:
+                self._nudge(leaving)
+
+    def _nudge(self, leaving: _Waiter | None) -> None:
+        """Hand the free reader role to a waiter other than ``leaving`` (under ``mutex``)."""
+        for waiter in self._waiters.values():
+            if waiter is not leaving and not waiter.done:
+                waiter.nudged = True
+                waiter.event.set()
                 return
-            for waiter in self._waiters.values():
-                if waiter is not leaving and not waiter.done:
-                    waiter.nudged = True
-                    waiter.event.set()
-                    return
 
     def _read(self, waiter: _Waiter, deadline: float) -> None:
         """Read the wake connection and dispatch, until ``waiter`` is done or ``deadline``;
@@ -293,12 +296,14 @@ class SyncLockRuntime:
                 self._failures = 0
             if message is not None:
                 try:
-                    self.dispatch(message)
+                    self.dispatch(message, waiter)
                 except Exception:
                     log.exception("lock-wake connection: cannot handle %r", message)
 
-    def dispatch(self, message: Any) -> None:
-        """Handle one pub/sub message of the wake connection (a RESP2 list)."""
+    def dispatch(self, message: Any, reader: _Waiter | None = None) -> None:
+        """Handle one pub/sub message of the wake connection (a RESP2 list), read by the
+        waiter ``reader``: a grant for the reader itself needs no wake-up, since it is not
+        blocked on its event (a grant is the next waiter's critical path: set the least)."""
         kind = scripts.text(message[0])
         if kind == "message":
             parsed = parse_wake(message[2])
@@ -309,7 +314,8 @@ class SyncLockRuntime:
             if waiter is not None:  # else: it gave up (timeout) and cancelled already
                 waiter.woken_at = SyncBackend.monotonic()
                 waiter.grant = parsed[1]
-                waiter.event.set()
+                if waiter is not reader:
+                    waiter.event.set()
         elif kind == "subscribe":
             channel = scripts.text(message[1])
             if self._unconfirmed and self._unconfirmed[0] == channel:
