@@ -29,13 +29,14 @@ import math
 import multiprocessing
 import signal
 import socket
+import statistics
 import sys
 import time
 import traceback
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_connections
 from multiprocessing.synchronize import Event
@@ -173,6 +174,10 @@ class Row:
     commands: dict[str, float] = field(default_factory=dict)  # per acquisition, by command
     redis_version: str = ""
     cpus: int = 0
+    # one entry per round (see combine_rounds), in round order; the figures above are the
+    # median round's, x_floor the median of the rounds' own ratios, violations all rounds'
+    rounds_acq_per_s: list[float] = field(default_factory=list)
+    rounds_x_floor: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """All fields; a skipped or failed row carries its config and note, no metrics."""
@@ -617,7 +622,8 @@ def importable(module: str) -> bool:
 
 
 def set_floor_ratios(rows: Sequence[Row], floor: str) -> None:
-    """Fill ``x_floor``: each row's acquisitions/s over the floor's in the same group."""
+    """Fill ``x_floor``: each row's acquisitions/s over the floor's in the same group (rows
+    of one round: the ratio of two runs made minutes apart would measure the machine)."""
     base = {
         (r.hold, r.mode, r.workers): r.acq_per_s
         for r in rows
@@ -627,6 +633,29 @@ def set_floor_ratios(rows: Sequence[Row], floor: str) -> None:
         reference = base.get((row.hold, row.mode, row.workers))
         if row.status == "ok" and reference:
             row.x_floor = round(row.acq_per_s / reference, 3)
+
+
+def combine_rounds(rounds: Sequence[Row]) -> Row:
+    """One configuration's rounds (same impl, hold, workers; each with its x_floor from its
+    own round) as one row. The round of median acquisitions/s stands for all (its figures
+    stay those of one real run: percentiles of different runs do not average), ``x_floor``
+    is the median of the rounds' ratios, and the violations are every round's: a median
+    must never hide one. A round that failed makes the row that failure."""
+    failed = next((row for row in rounds if row.status != "ok"), None)
+    if failed is not None:
+        if failed.status == "error" and len(rounds) > 1:
+            failed = replace(failed, note=f"{failed.note} (one of {len(rounds)} rounds)")
+        return failed
+    ordered = sorted(rounds, key=lambda row: row.acq_per_s)
+    row = replace(ordered[(len(ordered) - 1) // 2])
+    row.rounds_acq_per_s = [r.acq_per_s for r in rounds]
+    ratios = [r.x_floor for r in rounds if r.x_floor is not None]
+    row.rounds_x_floor = ratios
+    row.x_floor = round(statistics.median(ratios), 3) if ratios else None
+    row.overlaps = sum(r.overlaps for r in rounds)
+    row.lost_updates = sum(r.lost_updates for r in rounds)
+    row.violations = sum(r.violations for r in rounds)
+    return row
 
 
 # --- output -----------------------------------------------------------------------------------

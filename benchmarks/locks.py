@@ -1,8 +1,8 @@
 """Lock benchmark: implementation x workers x hold, every worker started at the same instant.
 
-    python -m benchmarks.locks [--json] [--quick] [--url URL] [--seconds S] [--workers 1,2,4]
-                               [--tasks 64] [--impl NAME,...] [--hold empty,getset]
-                               [--chart PATH.png]
+    python -m benchmarks.locks [--json] [--quick] [--url URL] [--seconds S] [--rounds R]
+                               [--workers 1,2,4] [--tasks 64] [--impl NAME,...]
+                               [--hold empty,getset] [--chart PATH.png]
 
 Workers are processes (``--workers``), plus one process running ``--tasks`` asyncio tasks.
 Holds: ``empty`` (acquire, release) and ``getset`` (GET then SET of a shared counter inside the
@@ -10,6 +10,13 @@ lock: a non-atomic read-modify-write, so an overlap shows up as a lost update). 
 ``--url`` a private redis-server is started (``$MEMGANG_REDIS_SERVER``, else PATH) and stopped.
 With ``--url``, the server should be otherwise idle: commands per acquisition come from
 ``INFO commandstats`` deltas, which count everyone's commands.
+
+Rounds: each configuration runs ``--rounds`` times (3; ``--quick`` 1), every implementation
+once per round, in a rotated order each round. A ratio is taken between runs of the same
+round, moments apart: on a shared machine the speed of everything drifts by tens of percent
+over minutes, which a single pass would book against whichever row ran at the wrong time.
+A row shows its median round (by acquisitions/s; all its figures from that one run),
+``x floor`` is the median of its rounds' ratios, and ``viol`` counts every round's.
 
 ``floor`` is one token handed over with BLPOP/LPUSH, the fastest hand-off Redis allows; it
 always runs, as the reference for the ``x floor`` column. Every lease is ``LEASE_S`` and every
@@ -93,6 +100,7 @@ from benchmarks._harness import (
     Setup,
     SyncLock,
     Target,
+    combine_rounds,
     importable,
     render_table,
     run_config,
@@ -116,7 +124,8 @@ __all__ = [
 LEASE_S = 30  # whole seconds: python-redis-lock takes int expiries
 WAIT_S = 30
 FLOOR = "floor"
-QUICK_SECONDS, DEFAULT_SECONDS = 0.5, 3.0
+QUICK_SECONDS, DEFAULT_SECONDS = 0.5, 2.0
+DEFAULT_ROUNDS = 3
 QUICK_WORKERS, DEFAULT_WORKERS = (1, 4), (1, 2, 4, 8, 16)
 DEFAULT_TASKS = 64
 
@@ -459,6 +468,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help=f"measured window per configuration (default {DEFAULT_SECONDS})",
     )
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=DEFAULT_ROUNDS,
+        help=f"runs of every configuration, implementations in another order each round "
+        f"(default {DEFAULT_ROUNDS}; --quick: 1)",
+    )
+    parser.add_argument(
         "--workers",
         type=_counts,
         help=f"worker process counts (default {','.join(map(str, DEFAULT_WORKERS))})",
@@ -493,6 +509,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--hold takes {', '.join(HOLDS)}")
     if args.tasks < 0:
         parser.error("--tasks must be >= 0")
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     return args
 
 
@@ -524,25 +542,40 @@ def _configs(
     return configs
 
 
-def _run(specs: Sequence[ImplSpec], configs: Sequence[Config], url: str) -> tuple[list[Row], str]:
+def _run(
+    specs: Sequence[ImplSpec], configs: Sequence[Config], url: str, rounds: int
+) -> tuple[list[Row], str]:
+    """Every configuration ``rounds`` times, every implementation once per round, each round
+    in another order (no implementation always runs first or last, next to the same one);
+    each round's ratios against that round's floor, then one row per implementation."""
     prefix = f"lk{secrets.token_hex(3)}"
     cpus = os.cpu_count() or 0
     progress = sys.stderr.isatty()
     rows: list[Row] = []
+    runs = 0
     with redis.Redis.from_url(url) as admin:
         version = str(admin.info("server")["redis_version"])
         for config in configs:
-            for spec in specs:
-                if progress:
-                    print(
-                        f"\r\033[K{spec.name} / {config.hold} / {config.label} ...",
-                        end="",
-                        file=sys.stderr,
-                        flush=True,
-                    )
-                row = run_config(spec, config, url, f"{prefix}-{len(rows):04d}", admin)
-                row.redis_version, row.cpus = version, cpus
-                rows.append(row)
+            by_impl: dict[str, list[Row]] = {spec.name: [] for spec in specs}
+            for r in range(rounds):
+                shift = r * len(specs) // rounds
+                this_round: list[Row] = []
+                for spec in [*specs[shift:], *specs[:shift]]:
+                    if progress:
+                        print(
+                            f"\r\033[K{spec.name} / {config.hold} / {config.label}"
+                            f" / round {r + 1} of {rounds} ...",
+                            end="",
+                            file=sys.stderr,
+                            flush=True,
+                        )
+                    row = run_config(spec, config, url, f"{prefix}-{runs:04d}", admin)
+                    runs += 1
+                    row.redis_version, row.cpus = version, cpus
+                    this_round.append(row)
+                    by_impl[spec.name].append(row)
+                set_floor_ratios(this_round, FLOOR)
+            rows += [combine_rounds(by_impl[spec.name]) for spec in specs]
     if progress:
         print("\r\033[K", end="", file=sys.stderr, flush=True)
     return rows, version
@@ -558,16 +591,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.chart and not importable("matplotlib"):  # say so now, not after the whole run
         print(f"--chart needs matplotlib: {INSTALL_HINT}", file=sys.stderr)
         return 2
+    rounds: int = 1 if args.quick else args.rounds
     try:
         with _sigterm_exits(), server_url(args.url) as url:
-            rows, version = _run(specs, configs, url)
+            rows, version = _run(specs, configs, url, rounds)
     except (HarnessError, redis.RedisError) as exc:
         print(f"benchmarks.locks: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
-    set_floor_ratios(rows, FLOOR)
     document = json.dumps([row.as_dict() for row in rows], indent=2)
     if args.save_json:
         with open(args.save_json, "w", encoding="utf-8") as file:
@@ -580,7 +613,9 @@ def main(argv: list[str] | None = None) -> int:
             render_table(
                 rows,
                 f"memgang lock benchmark: Redis {version} at {where}, "
-                f"{os.cpu_count()} CPUs, {seconds:g} s per configuration",
+                f"{os.cpu_count()} CPUs, {seconds:g} s per configuration and round, "
+                f"{rounds} round{'s' if rounds > 1 else ''} (figures: the median round's; "
+                f"x floor: the median of each round's ratio to that round's floor)",
             )
         )
     if args.chart:

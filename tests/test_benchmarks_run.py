@@ -63,3 +63,26 @@ def test_demo_benchmark_counts_are_exact() -> None:
         assert run["targets"]["counts_exact"]
         shared = next(m for m in run["modes"] if m["mode"] == "shared")
         assert shared["summarizer_calls"] == run["chunks"]["distinct_chunks"]
+
+
+def test_lock_rounds_show_the_median_round_and_count_every_violation() -> None:
+    from benchmarks._harness import Row, combine_rounds
+
+    def run(acq_per_s: float, x_floor: float, violations: int = 0, wait: float = 1.0) -> Row:
+        return Row("memgang-write", "getset", "processes", 16, 2.0, False, acq_per_s=acq_per_s,
+                   x_floor=x_floor, overlaps=violations, violations=violations,
+                   wait_p99_ms=wait)
+
+    row = combine_rounds([run(3000, 0.9, wait=3.0), run(1000, 0.5, violations=1, wait=9.0),
+                          run(2000, 0.7, wait=5.0)])
+    assert row.acq_per_s == 2000 and row.wait_p99_ms == 5.0  # one real run: the median one
+    assert row.x_floor == 0.7 and row.rounds_x_floor == [0.9, 0.5, 0.7]
+    assert row.rounds_acq_per_s == [3000, 1000, 2000]
+    assert row.violations == 1 and row.overlaps == 1  # the slow round's violation is kept
+    # the ratio is the median of the rounds' own ratios, not a ratio of medians
+    assert combine_rounds([run(3000, 0.6), run(1000, 0.9), run(2000, 0.8)]).x_floor == 0.8
+
+    failed = Row("memgang-write", "getset", "processes", 16, 2.0, False, status="error",
+                 note="error: boom")
+    combined = combine_rounds([run(3000, 0.9), failed, run(2000, 0.7)])
+    assert combined.status == "error" and "boom" in combined.note and "3 rounds" in combined.note
