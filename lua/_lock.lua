@@ -106,7 +106,7 @@ end
 -- Read the holders (live and expired) of the lock. Nothing is written: scripts validate
 -- first, then purge. The state st: now (ms) and now_s (its text); raw, the HGETALL;
 -- r / w / x, the live holders by mode other than `self_id`, whose lease is st.mine =
--- {mode, agent, expires, token} if live; first / last, the earliest and latest expiry of the
+-- {mode, agent, expires, token, self_id} if live; first / last, the earliest and latest expiry of the
 -- counted holders; expired, the raw indices of entries past their lease or malformed;
 -- qempty: true/false once the queue is known to be empty or not.
 local function lk_load(self_id)
@@ -120,7 +120,7 @@ local function lk_load(self_id)
     local mode, agent, expires, token = holder_fields(raw[i + 1])
     if mode and expires > now and lk_is_mode(mode) then
       if raw[i] == self_id then
-        st.mine = {mode, agent, expires, token}
+        st.mine = {mode, agent, expires, token, self_id}
       else
         lk_hold(st, mode, expires)
       end
@@ -170,12 +170,12 @@ local function lk_purge(st)
   end
 end
 
--- Give back the caller's live lease (st.mine), announcing lock_released; returns it, or nil
--- if it held nothing (any more).
-local function lk_release(st, id)
+-- Give back the caller's live lease (st.mine, the holder id lk_load was given), announcing
+-- lock_released; returns it, or nil if it held nothing (any more).
+local function lk_release(st)
   local held = st.mine
   if held then
-    redis.call('HDEL', KEYS[1], id)
+    redis.call('HDEL', KEYS[1], held[5])
     lk_event(st, 'lock_released', held[2], held[1], held[4])
   end
   return held

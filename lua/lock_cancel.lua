@@ -35,7 +35,7 @@ local st = lk_load(id)
 lk_purge(st)
 local queued = redis.call('HDEL', KEYS[3], id) == 1
 if queued then redis.call('LREM', KEYS[2], 1, id) end
-local held = lk_release(st, id)
+local held = lk_release(st)
 if not queued and not held then
   redis.call('HSET', KEYS[3], id, 'cancelled|' .. dec(st.now + LK_GRACE_MS))
   if redis.call('HLEN', KEYS[3]) > redis.call('LLEN', KEYS[2]) + LK_TOMBSTONE_SLACK

@@ -23,7 +23,7 @@
 
 local st = lk_load(ARGV[5])
 lk_purge(st)
-local held = lk_release(st, ARGV[5])
+local held = lk_release(st)
 lk_grant(st, nil, nil)
 lk_finish(st)
 if held then return {0} end
