@@ -177,7 +177,7 @@ class Row:
     # one entry per round (see combine_rounds), in round order; the figures above are the
     # median round's, x_floor the median of the rounds' own ratios, violations all rounds'
     rounds_acq_per_s: list[float] = field(default_factory=list)
-    rounds_x_floor: list[float] = field(default_factory=list)
+    rounds_x_floor: list[float | None] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """All fields; a skipped or failed row carries its config and note, no metrics."""
@@ -649,8 +649,8 @@ def combine_rounds(rounds: Sequence[Row]) -> Row:
     ordered = sorted(rounds, key=lambda row: row.acq_per_s)
     row = replace(ordered[(len(ordered) - 1) // 2])
     row.rounds_acq_per_s = [r.acq_per_s for r in rounds]
-    ratios = [r.x_floor for r in rounds if r.x_floor is not None]
-    row.rounds_x_floor = ratios
+    row.rounds_x_floor = [r.x_floor for r in rounds]  # None: that round's floor failed
+    ratios = [x for x in row.rounds_x_floor if x is not None]
     row.x_floor = round(statistics.median(ratios), 3) if ratios else None
     row.overlaps = sum(r.overlaps for r in rounds)
     row.lost_updates = sum(r.lost_updates for r in rounds)
