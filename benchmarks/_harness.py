@@ -172,6 +172,9 @@ class Row:
     violations: int = 0  # overlaps + |lost_updates|
     commands_per_acquisition: float | None = None  # the benchmark's own GET/SET subtracted
     commands: dict[str, float] = field(default_factory=dict)  # per acquisition, by command
+    # the server's CPU time (user + sys, INFO cpu) during the run, per acquisition: where the
+    # hand-off chain's time goes, beside the commands that spent it
+    redis_cpu_us_per_acquisition: float | None = None
     redis_version: str = ""
     cpus: int = 0
     # one entry per round (see combine_rounds), in round order; the figures above are the
@@ -458,6 +461,12 @@ def _command_calls(client: redis.Redis) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
 
 
+def _cpu_seconds(client: redis.Redis) -> float:
+    """The server's user + sys CPU time since it started (``INFO cpu``), all threads."""
+    cpu = client.info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
 def _unlink_tagged(client: redis.Redis, tag: str) -> None:
     for key in client.scan_iter(match=f"*{tag}*", count=1000):
         client.unlink(key)
@@ -470,6 +479,7 @@ class _Run:
     deadline_ns: int
     counter: int
     calls: dict[str, int]  # command calls during the run, setup commands excluded
+    redis_cpu_s: float  # the server's user + sys CPU time during the run
 
 
 def _run_workers(spec: ImplSpec, config: Config, target: Target, admin: redis.Redis) -> _Run:
@@ -495,12 +505,14 @@ def _run_workers(spec: ImplSpec, config: Config, target: Target, admin: redis.Re
             start(_asyncio_worker, spec, target, config.hold, config.workers)
         _collect(conns, "ready", READY_TIMEOUT_S)
         before = _command_calls(admin)
+        cpu_before = _cpu_seconds(admin)
         start_ns = time.monotonic_ns()
         deadline.value = start_ns + round(config.seconds * 1e9)
         go.set()
         records = [
             r for batch in _collect(conns, "done", config.seconds + DRAIN_TIMEOUT_S) for r in batch
         ]
+        cpu_after = _cpu_seconds(admin)
         after = _command_calls(admin)
         counter = int(admin.get(target.key("counter")) or 0)
     finally:
@@ -512,7 +524,7 @@ def _run_workers(spec: ImplSpec, config: Config, target: Target, admin: redis.Re
         for name, total in after.items()
         if name not in SETUP_COMMANDS and total != before.get(name, 0)
     }
-    return _Run(records, start_ns, deadline.value, counter, calls)
+    return _Run(records, start_ns, deadline.value, counter, calls, cpu_after - cpu_before)
 
 
 # --- metrics ----------------------------------------------------------------------------------
@@ -579,6 +591,7 @@ def _fill_metrics(row: Row, run: _Run, hold: Hold) -> None:
     row.commands = {
         name: round(n / total, 3) for name, n in sorted(calls.items(), key=lambda kv: -kv[1]) if n
     }
+    row.redis_cpu_us_per_acquisition = round(run.redis_cpu_s * 1e6 / total, 1)
 
 
 def run_config(spec: ImplSpec, config: Config, url: str, tag: str, admin: redis.Redis) -> Row:
@@ -675,6 +688,7 @@ _COLUMNS = (
     "same",
     "viol",
     "cmd/acq",
+    "redis us/acq",
 )
 
 
@@ -711,6 +725,7 @@ def _cells(row: Row) -> list[str]:
         _num(row.same_holder, ".0%"),
         str(row.violations),
         _num(row.commands_per_acquisition, ".1f"),
+        _num(row.redis_cpu_us_per_acquisition, ".0f"),
     ]
 
 
@@ -735,7 +750,8 @@ def render_table(rows: Sequence[Row], header: str) -> str:
         "min/max = acquisitions per worker in the window; same = consecutive grants to one worker;",
         "viol = overlapping holds + lost counter updates; cmd/acq = commands Redis ran per "
         "acquisition,",
-        "those inside Lua scripts included; N tasks = asyncio tasks in one process",
+        "those inside Lua scripts included; redis us/acq = the server's CPU time (user + sys) per",
+        "acquisition; N tasks = asyncio tasks in one process",
     ]
     previous: tuple[Hold, Mode, int] | None = None
     for row, values in zip(rows, cells, strict=True):

@@ -39,6 +39,8 @@ def test_lock_benchmark_runs_with_no_violations() -> None:
         assert row["status"] == "ok", row["note"]
         assert row["violations"] == 0 and row["lost_updates"] == 0
         assert row["acquisitions"] > 0
+        # the server's CPU time during the run, read from INFO cpu, spread over acquisitions
+        assert row["redis_cpu_us_per_acquisition"] > 0
 
 
 def test_lock_scripts_reference_row_hands_the_lock_over_without_overlap() -> None:
