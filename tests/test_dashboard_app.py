@@ -109,6 +109,26 @@ def test_redis_unreachable_shows_disconnected_then_connects_when_it_appears(
         assert ref.key in latest_keys(wait_state(d, lambda s: ref.key in latest_keys(s)))
 
 
+def test_the_event_feed_shows_reconnecting_until_its_subscription_is_back(
+        private_server: Callable[..., EmbeddedServer]) -> None:
+    # the poller and the event hub reconnect on their own schedules: Redis answering the
+    # poller must not make the page claim that events flow while the hub is still away
+    srv = private_server()
+    with BackgroundDashboard(srv.url, "s", poll_s=0.1, timeout_s=1.0) as d:
+        data = wait_state(d, lambda s: s["status"]["events"] == "live")
+        assert (data["status"]["redis"], data["status"]["events"]) == ("connected", "live")
+        srv.stop()
+        data = wait_state(d, lambda s: s["status"]["events"] == "reconnecting")
+        assert data["status"]["events"] == "reconnecting"
+        srv.start()
+        data = wait_state(d, lambda s: s["status"]["events"] == "live")
+        assert data["status"]["events"] == "live"
+        assert data["status"]["redis"] == "connected"
+        with memgang.connect(srv.url) as gang:
+            ref = gang.swarm("s").agent("a").write("after-restart", 1)
+        assert ref.key in latest_keys(wait_state(d, lambda s: ref.key in latest_keys(s)))
+
+
 def test_a_frozen_redis_shows_as_disconnected_until_it_answers_again(
         private_server: Callable[..., EmbeddedServer]) -> None:
     srv = private_server()

@@ -163,6 +163,13 @@ class AsyncEventHub:
         # reconnect backoff afresh (a connection refused at once keeps growing it)
         self._served = False
 
+    @property
+    def live(self) -> bool:
+        """True while live events flow: the hub is connected and Redis confirmed every
+        subscription. False while it is away or backing off before it reconnects; what
+        happens meanwhile reaches each stream by catch-up from the log once it is back."""
+        return self._conn is not None and all(r.ready.is_set() for r in self.routes.values())
+
     # -- listeners --------------------------------------------------------------------------------
     async def add(self, stream: AsyncEventStream, timeout_s: float) -> None:
         """Route ``stream``'s channels to it; returns once Redis confirmed the subscription."""

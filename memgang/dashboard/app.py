@@ -132,7 +132,14 @@ class Hub:
                     log.info("Redis at %s is reachable", redact(self.url))
                 self.state.set_connection(True, now_ms())
                 self._connected.set()
+            self.state.set_events(self._feed_live())
             await self._pause(self.poll_s)
+
+    def _feed_live(self) -> bool | None:
+        """Whether the event feed is live (None: it has not started): Redis answering the
+        poller says nothing about it, since the event hub reconnects on its own backoff."""
+        hub = None if self.gang is None else self.gang.events_hub
+        return None if hub is None else hub.live
 
     async def _poll_once(self, gang: aio.Gang) -> None:
         # every call is bounded: a frozen Redis (SIGSTOP) must show as down, not hang us

@@ -449,6 +449,9 @@ class DashboardState:
         self.malformed = 0
         self.applied = 0
         self.connected: bool | None = None  # None: not yet tried
+        # the event feed (memgang's event hub): None until it has started, then whether
+        # live events flow (False while it reconnects; it then catches up from the log)
+        self.events_live: bool | None = None
         self.error: str | None = None
         self.status_since_ms = 0
         self.clock_offset_ms = 0  # server time minus local time, as last polled
@@ -495,6 +498,11 @@ class DashboardState:
             self.status_since_ms = now_ms
             self.generation += 1
 
+    def set_events(self, live: bool | None) -> None:
+        if live != self.events_live:
+            self.events_live = live
+            self.generation += 1
+
     def set_server_time(self, server_ms: int, now_ms: int) -> None:
         self.clock_offset_ms = server_ms - now_ms
 
@@ -522,6 +530,8 @@ class DashboardState:
         body["status"] = {
             "redis": ("connecting" if self.connected is None
                       else "connected" if self.connected else "disconnected"),
+            "events": ("connecting" if self.events_live is None
+                       else "live" if self.events_live else "reconnecting"),
             "error": self.error, "since_ms": self.status_since_ms or None,
         }
         body["malformed"] = self.malformed
