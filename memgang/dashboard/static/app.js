@@ -119,14 +119,12 @@
     } else if (redis === "disconnected") {
       state = "redis-down"; text = "Redis disconnected";
       detail = "Redis is unreachable; retrying every second. " + (last.status.error || "");
-    } else if (redis === "connecting") {
+    } else if (redis === "connecting" || last.status.events === "connecting") {
       state = "connecting"; text = "connecting…";
     } else if (last.status.events === "reconnecting") {
       // Redis answers the poller, but the event feed is still on its reconnect backoff
       state = "catching-up"; text = "events reconnecting";
       detail = "Redis answers again; the event feed is reconnecting and will catch up from the log.";
-    } else if (last.status.events === "connecting") {
-      state = "connecting"; text = "connecting…";
     } else {
       state = "live"; text = "live";
     }
