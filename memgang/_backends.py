@@ -282,8 +282,17 @@ class AsyncMailbox:
         self.closed = True
         self._wake.set()
 
+    def take(self) -> Any | None:
+        """The next item if one is queued, else None, without waiting."""
+        return self._items.popleft() if self._items else None
+
+    def nudge(self) -> None:
+        """Wake a waiting ``get`` (it returns None): the event hub hands it the reader role."""
+        self._wake.set()
+
     async def get(self, timeout_s: float | None = None) -> Any | None:
-        """The next item; None if the queue is empty and flagged, closed, or on timeout."""
+        """The next item; None if the queue is empty and flagged, closed, nudged, or on
+        timeout."""
         if not self._items and not self.flagged and not self.closed:
             self._wake.clear()
             if timeout_s is None:
@@ -334,6 +343,12 @@ class SyncMailbox:
 
     def close(self) -> None:
         self.closed = True
+        self._queue.put(self._WAKE)
+
+    def take(self) -> Any | None:
+        return self.get(0)
+
+    def nudge(self) -> None:
         self._queue.put(self._WAKE)
 
     def get(self, timeout_s: float | None = None) -> Any | None:

@@ -349,6 +349,131 @@ def test_a_slow_listener_never_stalls_the_others_and_loses_nothing(swarm: memgan
     assert sub.stream.overflows >= 1 and sub.stats.replayed > 0
 
 
+def _hub_with_ping(gang: memgang.Gang, interval_s: float) -> Any:
+    from memgang._sync.events import SyncEventHub
+
+    hub = gang.events_hub = SyncEventHub(gang, ping_interval_s=interval_s)
+    return hub
+
+
+def _wait_for(check: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, f"not within {timeout_s}s: {what}"
+        time.sleep(0.005)
+
+
+def test_a_waiting_stream_reads_its_events_itself_and_others_get_them_too(
+        url: str, raw: redis.Redis) -> None:
+    gang = memgang.connect(url)
+    writer = memgang.connect(url)
+    try:
+        hub = _hub_with_ping(gang, 60.0)
+        swarm = gang.swarm(fresh_swarm_name())
+        me = writer.swarm(swarm.name).agent("w")
+        with swarm.events() as waiting, swarm.events() as idle:
+            got: list[ev.Event] = []
+
+            def read() -> None:
+                while len(got) < 50 and (event := waiting.get(timeout_s=20)) is not None:
+                    got.append(event)
+
+            reader = threading.Thread(target=read)
+            reader.start()
+            for i in range(50):
+                me.write(f"k{i}", i)
+                _wait_for(lambda i=i: len(got) > i or not reader.is_alive(), "event")
+            reader.join(10)
+            # the stream that waited read (nearly) all of them off the connection itself,
+            # and the one that did not wait still got every one, in log order
+            assert [e.id for e in got] == log_ids(raw, swarm.name)
+            assert hub.stats.direct >= 40, hub.stats
+            assert [e.id for e in collect(idle, 50)] == log_ids(raw, swarm.name)
+    finally:
+        writer.close()
+        gang.close()
+
+
+def test_closing_a_stream_ends_a_wait_in_which_it_reads_the_connection(url: str) -> None:
+    # no PING for 60 s: only the close itself can end the reader's wait on the socket
+    gang = memgang.connect(url)
+    try:
+        hub = _hub_with_ping(gang, 60.0)
+        stream = gang.swarm(fresh_swarm_name()).events().start()
+        result: list[Any] = []
+        reader = threading.Thread(target=lambda: result.append(stream.get()))
+        reader.start()
+        _wait_for(lambda: hub._reader is stream, "the waiting stream takes the reader role")
+        stream.close()
+        reader.join(10)
+        assert not reader.is_alive() and result == [None]
+        # a subscription stopped while its thread reads ends the same way
+        seen: list[ev.Event] = []
+        sub = gang.swarm(fresh_swarm_name()).subscribe(seen.append)
+        _wait_for(lambda: hub._reader is sub.stream, "the subscription takes the reader role")
+        sub.stop()
+        assert not sub.running and seen == []
+    finally:
+        gang.close()
+
+
+def test_an_exception_raised_into_a_reading_stream_loses_and_repeats_nothing(
+        url: str, raw: redis.Redis) -> None:
+    # what Ctrl-C (or a SIGTERM handler that raises, like memgang watch's) does to a program
+    # whose main thread waits for events: the exception lands where that thread waits, on the
+    # socket, maybe with half a message read; the hub starts over and the stream carries on
+    import signal
+
+    import memgang._streams
+
+    reading = memgang._streams.__file__
+
+    class Alarm(Exception):
+        pass
+
+    def on_alarm(_signum: int, frame: Any) -> None:
+        if frame is not None and frame.f_code.co_filename == reading:
+            raise Alarm
+
+    gang = memgang.connect(url)
+    writer = memgang.connect(url)
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        hub = _hub_with_ping(gang, 60.0)
+        swarm = gang.swarm(fresh_swarm_name())
+        me = writer.swarm(swarm.name).agent("w")
+
+        def write() -> None:
+            for i in range(0, 3000, 10):
+                me.write_many([(f"k{j}", j) for j in range(i, i + 10)])
+
+        got: list[str] = []
+        alarms = 0
+        with swarm.events() as stream:
+            thread = threading.Thread(target=write)
+            thread.start()
+            signal.setitimer(signal.ITIMER_REAL, 0.003, 0.007)
+            try:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and (thread.is_alive() or len(got) < 3000):
+                    try:
+                        event = stream.get(timeout_s=0.5)
+                    except Alarm:
+                        alarms += 1
+                        continue
+                    if event is not None:
+                        got.append(event.id)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                thread.join(30)
+        assert alarms > 0 and hub.stats.connects > 1, (alarms, hub.stats)
+        assert got == log_ids(raw, swarm.name) and len(got) == 3000
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+        writer.close()
+        gang.close()
+
+
 def test_a_trimmed_log_raises_a_gap_with_the_exact_count_then_carries_on(url: str) -> None:
     gang = memgang.connect(url, log_maxlen=100)
     try:

@@ -16,6 +16,13 @@ this file only moves bytes:
   0.05 s doubling up to 2 s), re-subscribes and marks each channel ready once Redis
   confirms it. The hub reads the raw connection itself: nothing resubscribes behind its
   back, and confirmations and PONGs arrive in order with the messages.
+  Reading is leader/follower: a stream waiting for its next event takes the *reader role*
+  when it is free and reads the connection itself, dispatching every message to every
+  listener on the way, until its own mailbox has something; so a waiting subscriber gets
+  its event straight from the socket, with no hand-over from another thread (or task).
+  Others wait on their mailboxes; the role passes to one of them, or back to the hub's own
+  reader when no stream takes it within a moment (everyone busy in a handler). One reader
+  at a time, so messages are handled once and in order, whoever reads them.
   It also listens to Redis keyspace notifications (``__keyevent@<db>__:hset|del|expired|
   evicted``) and turns those of watched swarms into logged events (see KeyspaceTracker).
 * :class:`AsyncEventStream` -- one subscriber: an async iterator (``async for``) with
@@ -28,6 +35,7 @@ this file only moves bytes:
 from __future__ import annotations
 
 import logging
+import math
 import random
 import weakref
 from collections import deque
@@ -100,6 +108,10 @@ BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 2.0
 # how long a keyspace notification waits for memgang's own event to follow it
 _FOLLOW_S = 0.02
+# the reader role (see AsyncEventHub.lead): a stream that gave it up has this long to come
+# back for it before the hub reads again; the hub looks this often while streams take turns
+HANDOVER_GRACE_S = 0.2
+HUB_CHECK_S = 0.25
 _REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError,
                  ConnectionLost)
 
@@ -112,6 +124,7 @@ class HubStats:
     connects: int = 0        # successful (re)connections
     disconnects: int = 0     # connections lost
     messages: int = 0        # events received live
+    direct: int = 0          # of which read by a stream waiting for events itself (no hop)
     malformed: int = 0       # messages on event channels that were not events
     notifications: int = 0   # keyspace notifications received
     conversions: int = 0     # conversion scripts run (each logs an event at most once)
@@ -163,6 +176,26 @@ class SyncEventHub:
         # the current connection had a subscription confirmed: its loss starts the
         # reconnect backoff afresh (a connection refused at once keeps growing it)
         self._served = False
+        # The reader role: who reads the connection now: the hub (self), a stream waiting
+        # in get() (it reads until its own mailbox has something, and dispatches to every
+        # listener on the way: no hand-over between threads for it), or nobody (None).
+        # Guarded by `role`; the hub holds it whenever there is no connection.
+        self.role = SyncBackend.mutex()
+        self._reader: object | None = self
+        self._followers: list[SyncEventStream] = []  # streams waiting on their mailbox
+        self._nudged: SyncEventStream | None = None  # handed the free role, not taken yet
+        self._free_since = -math.inf
+        self._releases = 0
+        self._seen_releases = 0
+        self._parked = False  # the hub sleeps until the next release (or a kick)
+        self._poked = False  # a follower sent a PING to have the reading hub hand over
+        self._kick = SyncBackend.event()
+        self._failure: BaseException | None = None  # reported by a reading stream
+        self._todo: list[Conversion] = []  # keyspace conversions for the hub to run
+        self._last_rx = 0.0
+        self._ping_sent: float | None = None
+        self._pending: tuple[str, str, str] | None = None
+        self._pending_at = 0.0
 
     @property
     def live(self) -> bool:
@@ -241,6 +274,136 @@ class SyncEventHub:
                         self._conn.send("PUNSUBSCRIBE", *patterns)
                 except _REDIS_ERRORS as exc:
                     log.debug("unsubscribe failed (%s); the reader reconnects", exc)
+            if self._reader is stream and self._conn is not None:
+                # it reads (another thread or task closed it): a reply ends its wait
+                try:
+                    self._conn.send("PING")
+                except _REDIS_ERRORS as exc:
+                    log.debug("waking the reading stream failed (%s)", exc)
+
+    # -- the reader role ---------------------------------------------------------------------
+    # A stream waiting for its next event takes the role if it is free and reads the
+    # connection itself; one that finds it taken waits on its mailbox as a follower. The
+    # role passes from a stream that got its event to a follower (nudged), or back to the
+    # hub if nobody takes it within HANDOVER_GRACE_S; the hub, reading, gives it to a
+    # follower after each message. Messages are read by one reader at a time, in order.
+
+    def lead(self, stream: SyncEventStream) -> bool:
+        """Give ``stream`` the reader role if it is free (True); else make it a follower."""
+        with self.role:
+            if (self._reader is None and self._conn is not None and self._failure is None
+                    and not self._closed and stream.registered):
+                self._reader = stream
+                if self._nudged is stream:
+                    self._nudged = None
+                return True
+            if stream not in self._followers:
+                self._followers.append(stream)
+            return False
+
+    def read_for(self, stream: SyncEventStream, deadline: float | None) -> None:
+        """Read (as ``stream``, which leads) until its mailbox has something, it closes, or
+        ``deadline``. A failure of the connection is left to the hub, which logs it and
+        reconnects. Any other error (a bug, or an exception a signal handler raised in this
+        thread, such as ``memgang watch``'s SIGTERM) also makes the hub start over, since it
+        may have cut a message short, and is raised to the caller."""
+        conn = self._conn
+        mailbox = stream.mailbox
+        try:
+            while conn is not None and not (len(mailbox) or mailbox.flagged or mailbox.closed
+                                            or self._closed):
+                limit = (self.ping_interval_s if deadline is None
+                         else deadline - SyncBackend.monotonic())
+                if limit <= 0:
+                    return
+                self._step(conn, limit)
+        except Exception as exc:
+            lost = isinstance(exc, (*_REDIS_ERRORS, redis.exceptions.RedisError))
+            with self.role:
+                if self._conn is conn and self._failure is None:
+                    self._failure = exc if lost else ConnectionLost(
+                        f"a stream reading the connection was interrupted by {exc!r}")
+                    self._kick.set()
+            if not lost:
+                raise
+
+    def poke(self) -> None:
+        """A stream became a follower while the hub itself reads (it took the role back
+        while every stream was busy): a PING, whose reply the hub reads, makes it hand the
+        role over now rather than after the next event."""
+        with self.role:
+            conn = self._conn
+            if self._reader is not self or self._poked or conn is None:
+                return
+            self._poked = True
+        try:
+            conn.send("PING")
+        except _REDIS_ERRORS as exc:
+            log.debug("asking the hub to hand over failed (%s)", exc)
+
+    def unlead(self, stream: SyncEventStream) -> None:
+        """``stream`` gives the role up: to a follower, else (after a grace) to the hub."""
+        with self.role:
+            if self._reader is not stream:
+                return
+            self._reader = None
+            self._releases += 1
+            if self._failure is not None or self._todo or self.tracker.pending:
+                self._free_since = -math.inf  # the hub is needed now
+                self._kick.set()
+                return
+            self._free_since = SyncBackend.monotonic()
+            if self._parked:
+                self._parked = False
+                self._kick.set()
+            self._pass_on(stream)
+
+    def unfollow(self, stream: SyncEventStream) -> None:
+        with self.role:
+            if stream in self._followers:
+                self._followers.remove(stream)
+
+    def left(self, stream: SyncEventStream) -> None:
+        """``stream`` returns from get(), perhaps by an exception at any point: it holds no
+        role, follows no one, and a role it was handed and did not take goes on."""
+        if self._reader is stream:
+            self.unlead(stream)
+        if stream in self._followers:
+            self.unfollow(stream)
+        if self._nudged is not stream:
+            return
+        with self.role:
+            if self._nudged is stream:
+                self._nudged = None
+                if self._reader is None:
+                    self._pass_on(stream)
+
+    def _hand_over(self) -> None:
+        """The hub read a message: give the role to a waiting stream, if any."""
+        with self.role:
+            if self._followers and not self._todo and not self.tracker.pending:
+                self._reader = None
+                self._poked = False
+                self._free_since = SyncBackend.monotonic()
+                self._pass_on(None)
+
+    def _pass_on(self, leaving: SyncEventStream | None) -> None:
+        """Hand the free role to a follower other than ``leaving`` (under ``role``): wake it,
+        unless an event already did."""
+        for follower in self._followers:
+            if follower is not leaving:
+                self._nudged = follower
+                if not len(follower.mailbox):
+                    follower.mailbox.nudge()
+                return
+
+    def _want_reader(self) -> None:
+        """Someone waits for a reply on the connection (a confirmation): if nobody reads, the
+        hub takes the role at once."""
+        with self.role:
+            if self._reader is None:
+                self._free_since = -math.inf
+                self._kick.set()
 
     def wait_ready(self, names: Sequence[str], timeout_s: float) -> bool:
         """True once every channel in ``names`` is confirmed subscribed (False on timeout)."""
@@ -250,6 +413,8 @@ class SyncEventHub:
             if route is None:
                 return False
             remaining = deadline - SyncBackend.monotonic()
+            if not route.ready.is_set():
+                self._want_reader()  # its confirmation is read by whoever reads
             if not route.ready.is_set() and (
                     remaining <= 0 or not SyncBackend.wait_event(route.ready, remaining)):
                 return False
@@ -295,6 +460,11 @@ class SyncEventHub:
                 with self._lock:
                     if self._closed:
                         break
+                    with self.role:
+                        self._failure = None
+                        self._poked = False
+                        self._last_rx = SyncBackend.monotonic()
+                        self._ping_sent = None
                     self._conn = conn
                     self._expect.clear()
                     self._subscribe(conn, list(self.routes.values()))
@@ -303,7 +473,7 @@ class SyncEventHub:
                                 "the log")
                 self.stats.connects += 1
                 self._served = False
-                self._read(conn)
+                self._serve(conn)
             except _REDIS_ERRORS as exc:
                 if not self._closed:
                     log.warning("event hub lost Redis (%s); reconnecting", exc)
@@ -337,35 +507,73 @@ class SyncEventHub:
                         listener.interrupted()
         conn.close()
 
-    def _read(self, conn: SyncPubSubConn) -> None:
-        """Read messages until the connection fails (or the hub closes)."""
-        tracker = self.tracker
-        interval = self.ping_interval_s
-        last_rx = SyncBackend.monotonic()
-        ping_sent: float | None = None
+    def _serve(self, conn: SyncPubSubConn) -> None:
+        """Keep ``conn`` read until it fails (raised) or the hub closes: by the hub itself
+        while it holds the reader role, else by the stream that holds it (see ``lead``); the
+        hub then only runs the keyspace conversions they queue, takes the role back when it
+        has been free for a moment (or someone waits for a confirmation), and reconnects
+        when the reading stream reports the connection failed."""
         while not self._closed:
-            try:
-                msg = conn.read(_FOLLOW_S if tracker.pending else interval)
-            except redis.exceptions.NoPermissionError as exc:
-                if not (self._expect and refuses_a_subscribe(exc)):
-                    raise  # not the answer to a pending (P)SUBSCRIBE: reconnect, with backoff
-                self._refused(str(exc))  # the answer to the oldest one (the channel, or
-                continue                 # the command itself, refused by the ACLs)
-            if msg is None:
-                if tracker.pending:
-                    self._convert(tracker.flush())
-                now = SyncBackend.monotonic()
-                if ping_sent is not None:
-                    if now - ping_sent >= interval:
-                        raise redis.exceptions.TimeoutError(
-                            f"no reply to PING within {interval}s")
-                elif now - last_rx >= interval:
-                    conn.send("PING")
-                    ping_sent = now
+            if self._reader is self:
+                handled = self._step(conn, self.ping_interval_s)
+                if self._todo:
+                    self._work()
+                if handled:
+                    self._hand_over()
                 continue
-            last_rx = SyncBackend.monotonic()
-            ping_sent = None
-            self._dispatch(msg)
+            with self.role:
+                failure = self._failure
+                if failure is not None or (self._reader is None and (
+                        SyncBackend.monotonic() - self._free_since >= HANDOVER_GRACE_S)):
+                    self._reader = self  # (a failure: the reading stream left the role)
+                    if failure is not None:
+                        raise failure
+                    continue
+                work = bool(self._todo)
+                # a stream that kept the role since the last look waits for events: the hub
+                # sleeps until its next release (unlead kicks it) instead of looking again
+                settled = self._reader is not None and self._releases == self._seen_releases
+                self._seen_releases = self._releases
+                self._parked = settled and not work
+                self._kick.clear()
+            if work:
+                self._work()
+                continue
+            SyncBackend.wait_event(
+                self._kick, self.ping_interval_s if settled else HUB_CHECK_S)
+
+    def _step(self, conn: SyncPubSubConn, limit_s: float) -> bool:
+        """Read one message within ``limit_s`` (less while a keyspace notification waits
+        for the event that may follow it) and handle it; True if one came. Keeps the
+        connection's PING check, whoever reads."""
+        tracker = self.tracker
+        now = SyncBackend.monotonic()
+        if tracker.pending is not self._pending:
+            self._pending, self._pending_at = tracker.pending, now
+        wait = _FOLLOW_S - (now - self._pending_at) if tracker.pending else self.ping_interval_s
+        try:
+            msg = conn.read(max(0.0, min(wait, limit_s)))
+        except redis.exceptions.NoPermissionError as exc:
+            if not (self._expect and refuses_a_subscribe(exc)):
+                raise  # not the answer to a pending (P)SUBSCRIBE: reconnect, with backoff
+            self._refused(str(exc))  # the answer to the oldest one (the channel, or the
+            return True              # command itself, refused by the ACLs)
+        now = SyncBackend.monotonic()
+        if msg is None:
+            if tracker.pending and now - self._pending_at >= _FOLLOW_S:
+                self._queue(tracker.flush())
+            interval = self.ping_interval_s
+            if self._ping_sent is not None:
+                if now - self._ping_sent >= interval:
+                    raise redis.exceptions.TimeoutError(f"no reply to PING within {interval}s")
+            elif now - self._last_rx >= interval:
+                conn.send("PING")
+                self._ping_sent = now
+            return False
+        self._last_rx = now
+        self._ping_sent = None
+        self._dispatch(msg)
+        return True
 
     def _dispatch(self, msg: Any) -> None:
         if not isinstance(msg, list) or not msg:
@@ -375,11 +583,11 @@ class SyncEventHub:
             name = msg[1].decode()
             route = self.routes.get(name)
             if route is None:
-                self._convert(self.tracker.flush())
+                self._queue(self.tracker.flush())
             elif route.keyevent:
                 self.stats.notifications += 1
                 key = msg[2].decode("utf-8", "replace")
-                self._convert(self.tracker.notification(route.keyevent, key))
+                self._queue(self.tracker.notification(route.keyevent, key))
             else:
                 self._deliver(route, name, msg[2])
         elif kind == b"pmessage":
@@ -390,7 +598,7 @@ class SyncEventHub:
             if kind in (b"subscribe", b"psubscribe"):
                 self._served = True
                 self._confirmed(msg[1].decode())
-            self._convert(self.tracker.flush())
+            self._queue(self.tracker.flush())
 
     def _refused(self, detail: str) -> None:
         """Redis's ACLs refused the oldest (P)SUBSCRIBE still unconfirmed (the caller checked
@@ -430,16 +638,32 @@ class SyncEventHub:
         except (MalformedEvent, Error) as exc:
             self.stats.malformed += 1
             log.warning("%s", exc)
-            self._convert(self.tracker.flush())
+            self._queue(self.tracker.flush())
             return
         self.stats.messages += 1
+        if self._reader is not self:
+            self.stats.direct += 1
         conversions = self.tracker.event(event)
         for listener in route.live():
             listener.mailbox.put(event)
         if conversions:
-            self._convert(conversions)
+            self._queue(conversions)
 
     # -- keyspace notifications ------------------------------------------------------------------
+    def _queue(self, conversions: list[Conversion]) -> None:
+        """Leave conversions to the hub (their scripts are not run on a reading stream's
+        time); a stream reading kicks it."""
+        if conversions:
+            with self.role:
+                self._todo += conversions
+                if self._reader is not self:
+                    self._kick.set()
+
+    def _work(self) -> None:
+        with self.role:
+            todo, self._todo = self._todo, []
+        self._convert(todo)
+
     def _convert(self, conversions: list[Conversion]) -> None:
         for c in conversions:
             ks = self._keys(c.swarm)
@@ -497,6 +721,7 @@ class SyncEventHub:
         with self._lock:
             self._closed = True
             self._stop.set()
+            self._kick.set()
             listeners = {id(s): s for r in self.routes.values() for s in r.live()}
             conn = self._conn
         for stream in listeners.values():
@@ -636,9 +861,17 @@ class SyncEventStream:
         """The next event; None on timeout or once the stream is closed. Raises EventGap
         (``on_gap="raise"``) in order, where events were lost."""
         self.start()
+        try:
+            return self._next(timeout_s)
+        finally:
+            if self._hub is not None:
+                self._hub.left(self)
+
+    def _next(self, timeout_s: float | None) -> Event | None:
         monotonic = SyncBackend.monotonic
         deadline = None if timeout_s is None else monotonic() + timeout_s
         delivery = self.delivery
+        mailbox = self.mailbox
         while True:
             item = delivery.pop()
             if item is not None:
@@ -665,10 +898,24 @@ class SyncEventStream:
             if delivery.needs_io():
                 self._catch_up()
                 continue
-            received = self.mailbox.get(remaining)
+            received = mailbox.take()
+            if received is None and not (mailbox.flagged or mailbox.closed):
+                hub = self._hub
+                if hub is not None and hub.lead(self):  # read the connection ourselves
+                    try:
+                        hub.read_for(self, deadline)
+                    finally:
+                        hub.unlead(self)
+                    received = mailbox.take()
+                else:
+                    if hub is not None:
+                        hub.poke()
+                    received = mailbox.get(remaining)
+                    if hub is not None:
+                        hub.unfollow(self)
             if received is not None:
                 delivery.live(received)
-            elif self.mailbox.take_flag():
+            elif mailbox.take_flag():
                 self._resync = True
             elif deadline is not None and monotonic() >= deadline:
                 return None
