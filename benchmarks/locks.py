@@ -470,7 +470,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=DEFAULT_ROUNDS,
         help=f"runs of every configuration, implementations in another order each round "
         f"(default {DEFAULT_ROUNDS}; --quick: 1)",
     )
@@ -509,7 +508,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--hold takes {', '.join(HOLDS)}")
     if args.tasks < 0:
         parser.error("--tasks must be >= 0")
-    if args.rounds < 1:
+    if args.rounds is not None and args.rounds < 1:
         parser.error("--rounds must be >= 1")
     return args
 
@@ -591,7 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.chart and not importable("matplotlib"):  # say so now, not after the whole run
         print(f"--chart needs matplotlib: {INSTALL_HINT}", file=sys.stderr)
         return 2
-    rounds: int = 1 if args.quick else args.rounds
+    rounds: int = args.rounds or (1 if args.quick else DEFAULT_ROUNDS)
     try:
         with _sigterm_exits(), server_url(args.url) as url:
             rows, version = _run(specs, configs, url, rounds)
