@@ -181,7 +181,9 @@ class AsyncEventHub:
         # Guarded by `role`; the hub holds it whenever there is no connection.
         self.role = AsyncBackend.mutex()
         self._reader: object | None = self
-        self._followers: list[AsyncEventStream] = []  # streams waiting on their mailbox
+        # streams waiting on their mailbox, in arrival order (a dict: a hundred listeners
+        # come and go on every event)
+        self._followers: dict[AsyncEventStream, None] = {}
         self._nudged: AsyncEventStream | None = None  # handed the free role, not taken yet
         self._free_since = -math.inf
         self._releases = 0
@@ -296,8 +298,7 @@ class AsyncEventHub:
                 if self._nudged is stream:
                     self._nudged = None
                 return True
-            if stream not in self._followers:
-                self._followers.append(stream)
+            self._followers[stream] = None
             return False
 
     async def read_for(self, stream: AsyncEventStream, deadline: float | None) -> None:
@@ -359,8 +360,7 @@ class AsyncEventHub:
 
     def unfollow(self, stream: AsyncEventStream) -> None:
         with self.role:
-            if stream in self._followers:
-                self._followers.remove(stream)
+            self._followers.pop(stream, None)
 
     def left(self, stream: AsyncEventStream) -> None:
         """``stream`` returns from get(), perhaps by an exception at any point: it holds no

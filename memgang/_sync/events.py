@@ -182,7 +182,9 @@ class SyncEventHub:
         # Guarded by `role`; the hub holds it whenever there is no connection.
         self.role = SyncBackend.mutex()
         self._reader: object | None = self
-        self._followers: list[SyncEventStream] = []  # streams waiting on their mailbox
+        # streams waiting on their mailbox, in arrival order (a dict: a hundred listeners
+        # come and go on every event)
+        self._followers: dict[SyncEventStream, None] = {}
         self._nudged: SyncEventStream | None = None  # handed the free role, not taken yet
         self._free_since = -math.inf
         self._releases = 0
@@ -297,8 +299,7 @@ class SyncEventHub:
                 if self._nudged is stream:
                     self._nudged = None
                 return True
-            if stream not in self._followers:
-                self._followers.append(stream)
+            self._followers[stream] = None
             return False
 
     def read_for(self, stream: SyncEventStream, deadline: float | None) -> None:
@@ -360,8 +361,7 @@ class SyncEventHub:
 
     def unfollow(self, stream: SyncEventStream) -> None:
         with self.role:
-            if stream in self._followers:
-                self._followers.remove(stream)
+            self._followers.pop(stream, None)
 
     def left(self, stream: SyncEventStream) -> None:
         """``stream`` returns from get(), perhaps by an exception at any point: it holds no
