@@ -82,6 +82,8 @@ class AsyncBackend:
     """Concurrency primitives for the asyncio shell."""
 
     ASYNC = True
+    # what ends a wait without anything cut short: it lands only at an await
+    CANCELLED: tuple[type[BaseException], ...] = (asyncio.CancelledError, GeneratorExit)
 
     @staticmethod
     async def sleep(seconds: float) -> None:
@@ -175,6 +177,7 @@ class SyncBackend:
     """Concurrency primitives for the threaded sync shell."""
 
     ASYNC = False
+    CANCELLED: tuple[type[BaseException], ...] = (GeneratorExit,)
 
     @staticmethod
     def sleep(seconds: float) -> None:

@@ -251,8 +251,8 @@ class SyncStream(_Stream):
         deadline = time.monotonic() + seconds
         while reply is False:
             try:
-                left = deadline - time.monotonic()
-                if left <= 0 or not self._readable(left):
+                # (looks at the socket at least once, also for 0 s or a deadline just past)
+                if not self._readable(max(0.0, deadline - time.monotonic())):
                     return None
                 if self._take_available() == 0:
                     raise self._ended("reading from", CLOSED_BY_SERVER)

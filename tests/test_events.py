@@ -417,6 +417,27 @@ def test_closing_a_stream_ends_a_wait_in_which_it_reads_the_connection(url: str)
         gang.close()
 
 
+def test_streams_that_only_poll_their_mailbox_still_get_every_event(
+        swarm: memgang.Swarm, raw: redis.Redis) -> None:
+    # nobody waits on the connection: one stream read once and went quiet, the other only
+    # polls (get(0) never reads the socket itself): the hub reads for them
+    me = swarm.agent("w")
+    with swarm.events() as poller, swarm.events() as quiet:
+        me.write("k0", 0)
+        assert quiet.get(timeout_s=5) is not None
+        for i in range(1, 6):
+            me.write(f"k{i}", i)
+        got: list[str] = []
+        deadline = time.monotonic() + 10
+        while len(got) < 6 and time.monotonic() < deadline:
+            event = poller.get(timeout_s=0)
+            if event is None:
+                time.sleep(0.001)
+            else:
+                got.append(event.id)
+        assert got == log_ids(raw, swarm.name)
+
+
 def test_an_exception_raised_into_a_reading_stream_loses_and_repeats_nothing(
         url: str, raw: redis.Redis) -> None:
     # what Ctrl-C (or a SIGTERM handler that raises, like memgang watch's) does to a program
@@ -428,7 +449,7 @@ def test_an_exception_raised_into_a_reading_stream_loses_and_repeats_nothing(
 
     reading = memgang._streams.__file__
 
-    class Alarm(Exception):
+    class Alarm(KeyboardInterrupt):  # Ctrl-C's kind: not an Exception
         pass
 
     def on_alarm(_signum: int, frame: Any) -> None:

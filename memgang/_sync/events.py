@@ -186,7 +186,8 @@ class SyncEventHub:
         # come and go on every event)
         self._followers: dict[SyncEventStream, None] = {}
         self._nudged: SyncEventStream | None = None  # handed the free role, not taken yet
-        self._free_since = -math.inf
+        self._read_at = -math.inf  # when someone last read (or waited on) the connection
+        self._urgent = False  # the hub must read now: a confirmation awaited, work queued
         self._releases = 0
         self._seen_releases = 0
         self._parked = False  # the hub sleeps until the next release (or a kick)
@@ -305,9 +306,9 @@ class SyncEventHub:
     def read_for(self, stream: SyncEventStream, deadline: float | None) -> None:
         """Read (as ``stream``, which leads) until its mailbox has something, it closes, or
         ``deadline``. A failure of the connection is left to the hub, which logs it and
-        reconnects. Any other error (a bug, or an exception a signal handler raised in this
-        thread, such as ``memgang watch``'s SIGTERM) also makes the hub start over, since it
-        may have cut a message short, and is raised to the caller."""
+        reconnects. Any other error (a bug, Ctrl-C, or an exception a signal handler raised
+        in this thread, such as ``memgang watch``'s SIGTERM) also makes the hub start over,
+        since it may have cut a message short, and is raised to the caller."""
         conn = self._conn
         mailbox = stream.mailbox
         try:
@@ -318,7 +319,9 @@ class SyncEventHub:
                 if limit <= 0:
                     return
                 self._step(conn, limit)
-        except Exception as exc:
+        except SyncBackend.CANCELLED:
+            raise  # only at an await: nothing was cut short
+        except BaseException as exc:  # KeyboardInterrupt too: it lands anywhere in a thread
             lost = isinstance(exc, (*_REDIS_ERRORS, redis.exceptions.RedisError))
             with self.role:
                 if self._conn is conn and self._failure is None:
@@ -349,11 +352,11 @@ class SyncEventHub:
                 return
             self._reader = None
             self._releases += 1
-            if self._failure is not None or self._todo or self.tracker.pending:
-                self._free_since = -math.inf  # the hub is needed now
+            if (self._failure is not None or self._todo or self.tracker.pending
+                    or self._expect):
+                self._urgent = True  # the hub is needed now
                 self._kick.set()
                 return
-            self._free_since = SyncBackend.monotonic()
             if self._parked:
                 self._parked = False
                 self._kick.set()
@@ -365,7 +368,8 @@ class SyncEventHub:
 
     def left(self, stream: SyncEventStream) -> None:
         """``stream`` returns from get(), perhaps by an exception at any point: it holds no
-        role, follows no one, and a role it was handed and did not take goes on."""
+        role, follows no one, and a role it was handed and did not take goes on (if the
+        exception cut a hand-over short, the hub takes the role back within its grace)."""
         if self._reader is stream:
             self.unlead(stream)
         if stream in self._followers:
@@ -377,6 +381,9 @@ class SyncEventHub:
                 self._nudged = None
                 if self._reader is None:
                     self._pass_on(stream)
+                    if self._parked:
+                        self._parked = False
+                        self._kick.set()
 
     def _hand_over(self) -> None:
         """The hub read a message: give the role to a waiting stream, if any."""
@@ -384,7 +391,6 @@ class SyncEventHub:
             if self._followers and not self._todo and not self.tracker.pending:
                 self._reader = None
                 self._poked = False
-                self._free_since = SyncBackend.monotonic()
                 self._pass_on(None)
 
     def _pass_on(self, leaving: SyncEventStream | None) -> None:
@@ -402,7 +408,7 @@ class SyncEventHub:
         hub takes the role at once."""
         with self.role:
             if self._reader is None:
-                self._free_since = -math.inf
+                self._urgent = True
                 self._kick.set()
 
     def wait_ready(self, names: Sequence[str], timeout_s: float) -> bool:
@@ -515,17 +521,21 @@ class SyncEventHub:
         when the reading stream reports the connection failed."""
         while not self._closed:
             if self._reader is self:
-                handled = self._step(conn, self.ping_interval_s)
+                self._step(conn, self.ping_interval_s)
                 if self._todo:
                     self._work()
-                if handled:
+                if self._followers:
                     self._hand_over()
                 continue
             with self.role:
                 failure = self._failure
+                # nobody has read for a moment (the streams are busy, or only poll their
+                # mailbox): the hub reads, so that nothing piles up and PINGs go on
                 if failure is not None or (self._reader is None and (
-                        SyncBackend.monotonic() - self._free_since >= HANDOVER_GRACE_S)):
+                        self._urgent or
+                        SyncBackend.monotonic() - self._read_at >= HANDOVER_GRACE_S)):
                     self._reader = self  # (a failure: the reading stream left the role)
+                    self._urgent = False
                     if failure is not None:
                         raise failure
                     continue
@@ -569,8 +579,9 @@ class SyncEventHub:
             elif now - self._last_rx >= interval:
                 conn.send("PING")
                 self._ping_sent = now
+            self._read_at = now
             return False
-        self._last_rx = now
+        self._read_at = self._last_rx = now
         self._ping_sent = None
         self._dispatch(msg)
         return True
@@ -598,6 +609,8 @@ class SyncEventHub:
             if kind in (b"subscribe", b"psubscribe"):
                 self._served = True
                 self._confirmed(msg[1].decode())
+            elif kind == b"pong":
+                self._poked = False
             self._queue(self.tracker.flush())
 
     def _refused(self, detail: str) -> None:
@@ -619,7 +632,8 @@ class SyncEventHub:
             listener.refused(NoPermission(f"subscribing to {name}", detail))
 
     def _confirmed(self, name: str) -> None:
-        if all(expected != name for expected, _ in self._expect):
+        # (a copy: add() may append from another thread meanwhile)
+        if all(expected != name for expected, _ in list(self._expect)):
             return  # not one of ours (any more): leave the others waiting for theirs
         while self._expect:
             expected, token = self._expect.popleft()
@@ -901,18 +915,18 @@ class SyncEventStream:
             received = mailbox.take()
             if received is None and not (mailbox.flagged or mailbox.closed):
                 hub = self._hub
-                if hub is not None and hub.lead(self):  # read the connection ourselves
+                if hub is None or remaining == 0:  # a poll: what the hub has delivered
+                    received = mailbox.get(remaining)
+                elif hub.lead(self):  # read the connection ourselves
                     try:
                         hub.read_for(self, deadline)
                     finally:
                         hub.unlead(self)
                     received = mailbox.take()
                 else:
-                    if hub is not None:
-                        hub.poke()
+                    hub.poke()
                     received = mailbox.get(remaining)
-                    if hub is not None:
-                        hub.unfollow(self)
+                    hub.unfollow(self)
             if received is not None:
                 delivery.live(received)
             elif mailbox.take_flag():
