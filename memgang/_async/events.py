@@ -186,7 +186,6 @@ class AsyncEventHub:
         self._followers: dict[AsyncEventStream, None] = {}
         self._nudged: AsyncEventStream | None = None  # handed the free role, not taken yet
         self._read_at = -math.inf  # when someone last read (or waited on) the connection
-        self._urgent = False  # the hub must read now: a confirmation awaited, work queued
         self._releases = 0
         self._seen_releases = 0
         self._parked = False  # the hub sleeps until the next release (or a kick)
@@ -278,10 +277,7 @@ class AsyncEventHub:
                     log.debug("unsubscribe failed (%s); the reader reconnects", exc)
             if self._reader is stream and self._conn is not None:
                 # it reads (another thread or task closed it): a reply ends its wait
-                try:
-                    await self._conn.send("PING")
-                except _REDIS_ERRORS as exc:
-                    log.debug("waking the reading stream failed (%s)", exc)
+                await self._ping(self._conn, "waking the reading stream")
 
     # -- the reader role ---------------------------------------------------------------------
     # A stream waiting for its next event takes the role if it is free and reads the
@@ -339,10 +335,16 @@ class AsyncEventHub:
             if self._reader is not self or self._poked or conn is None:
                 return
             self._poked = True
+        await self._ping(conn, "asking the hub to hand over")
+
+    @staticmethod
+    async def _ping(conn: AsyncPubSubConn, why: str) -> None:
+        """A PING sent only for the reader to wake up to its reply (a failure is the
+        reader's to see)."""
         try:
             await conn.send("PING")
         except _REDIS_ERRORS as exc:
-            log.debug("asking the hub to hand over failed (%s)", exc)
+            log.debug("%s failed (%s)", why, exc)
 
     def unlead(self, stream: AsyncEventStream) -> None:
         """``stream`` gives the role up: to a follower, else (after a grace) to the hub."""
@@ -351,14 +353,10 @@ class AsyncEventHub:
                 return
             self._reader = None
             self._releases += 1
-            if (self._failure is not None or self._todo or self.tracker.pending
-                    or self._expect):
-                self._urgent = True  # the hub is needed now
+            if self._failure is not None or self._hub_needed():
                 self._kick.set()
                 return
-            if self._parked:
-                self._parked = False
-                self._kick.set()
+            self._unpark()
             self._pass_on(stream)
 
     def unfollow(self, stream: AsyncEventStream) -> None:
@@ -380,14 +378,12 @@ class AsyncEventHub:
                 self._nudged = None
                 if self._reader is None:
                     self._pass_on(stream)
-                    if self._parked:
-                        self._parked = False
-                        self._kick.set()
+                    self._unpark()
 
     def _hand_over(self) -> None:
         """The hub read a message: give the role to a waiting stream, if any."""
         with self.role:
-            if self._followers and not self._todo and not self.tracker.pending:
+            if self._followers and not self._hub_needed():
                 self._reader = None
                 self._poked = False
                 self._pass_on(None)
@@ -402,12 +398,23 @@ class AsyncEventHub:
                     follower.mailbox.nudge()
                 return
 
+    def _hub_needed(self) -> bool:
+        """What only a reading hub sees to (under ``role``): conversions to run, a keyspace
+        notification waiting for the event that may follow it, a subscription confirmation
+        awaited. With any of them, the hub reads as soon as nobody else does."""
+        return bool(self._todo or self.tracker.pending or self._expect)
+
+    def _unpark(self) -> None:
+        """Wake the hub if it sleeps until the next release (under ``role``)."""
+        if self._parked:
+            self._parked = False
+            self._kick.set()
+
     def _want_reader(self) -> None:
-        """Someone waits for a reply on the connection (a confirmation): if nobody reads, the
-        hub takes the role at once."""
+        """Someone waits for a reply on the connection (a confirmation, in ``_expect``): if
+        nobody reads, the hub takes the role at once."""
         with self.role:
             if self._reader is None:
-                self._urgent = True
                 self._kick.set()
 
     async def wait_ready(self, names: Sequence[str], timeout_s: float) -> bool:
@@ -520,9 +527,9 @@ class AsyncEventHub:
         when the reading stream reports the connection failed."""
         while not self._closed:
             if self._reader is self:
-                await self._step(conn, self.ping_interval_s)
-                if self._todo:
+                if self._todo:  # (queued by a stream that read before the hub took over)
                     await self._work()
+                await self._step(conn, self.ping_interval_s)
                 if self._followers:
                     self._hand_over()
                 continue
@@ -531,10 +538,9 @@ class AsyncEventHub:
                 # nobody has read for a moment (the streams are busy, or only poll their
                 # mailbox): the hub reads, so that nothing piles up and PINGs go on
                 if failure is not None or (self._reader is None and (
-                        self._urgent or
+                        self._hub_needed() or
                         AsyncBackend.monotonic() - self._read_at >= HANDOVER_GRACE_S)):
                     self._reader = self  # (a failure: the reading stream left the role)
-                    self._urgent = False
                     if failure is not None:
                         raise failure
                     continue
