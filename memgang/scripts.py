@@ -54,12 +54,12 @@ _COMMENT = re.compile(r"--[^\n]*")  # the scripts use line comments only
 PRELUDE_END = "-- @helpers"
 
 
-def _kept(blocks: list[str], body: str) -> list[bool]:
-    """Which of ``blocks`` (of helper files, separated by blank lines) ``body`` needs: a
-    block that defines local functions is kept only if one of them is used by the body or
-    by a kept block, every other block (constants, comments) always. Lua creates each local
-    function anew on every call of a script, so an unused helper costs every call."""
-    names = [_DEFINES.findall(block) for block in blocks]
+def _kept(blocks: list[str], names: list[list[str]], body: str) -> list[bool]:
+    """Which of ``blocks`` (of helper files, separated by blank lines; ``names``: the local
+    functions each defines) ``body`` needs: a block that defines local functions is kept
+    only if one of them is used by the body or by a kept block, every other block
+    (constants, comments) always. Lua creates each local function anew on every call of a
+    script, so an unused helper costs every call."""
     keep = [not defined for defined in names]
     used = _COMMENT.sub("", body)  # a helper named in a comment is not a use of it
     changed = True
@@ -83,8 +83,9 @@ def _assemble(helpers: list[str], own: str) -> str:
     cut = next((i for i, line in enumerate(lines) if line.rstrip() == PRELUDE_END), None)
     prelude = "".join(lines[:cut]) if cut is not None else ""
     rest = "".join(lines[cut + 1:]) if cut is not None else own
-    needed, early = _kept(blocks, own), _kept(blocks, prelude)
-    functions = [bool(_DEFINES.search(block)) for block in blocks]
+    names = [_DEFINES.findall(block) for block in blocks]
+    needed, early = _kept(blocks, names, own), _kept(blocks, names, prelude)
+    functions = [bool(defined) for defined in names]
     first = [b for b, f, e in zip(blocks, functions, early, strict=True) if not f or e]
     later = [b for b, f, e, n in zip(blocks, functions, early, needed, strict=True)
              if f and n and not e]
