@@ -23,6 +23,8 @@ from memgang.errors import EventGap, InvalidValue, MalformedEvent
 from memgang.server import EmbeddedServer
 from memgang.testing import fresh_swarm_name
 
+from _helpers import until
+
 # --- the sans-I/O core --------------------------------------------------------------------------
 
 
@@ -356,13 +358,6 @@ def _hub_with_ping(gang: memgang.Gang, interval_s: float) -> Any:
     return hub
 
 
-def _wait_for(check: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, f"not within {timeout_s}s: {what}"
-        time.sleep(0.005)
-
-
 def test_a_waiting_stream_reads_its_events_itself_and_others_get_them_too(
         url: str, raw: redis.Redis) -> None:
     gang = memgang.connect(url)
@@ -382,7 +377,7 @@ def test_a_waiting_stream_reads_its_events_itself_and_others_get_them_too(
             reader.start()
             for i in range(50):
                 me.write(f"k{i}", i)
-                _wait_for(lambda i=i: len(got) > i or not reader.is_alive(), "event")
+                until(lambda i=i: len(got) > i or not reader.is_alive(), "event", 10)
             reader.join(10)
             # the stream that waited read (nearly) all of them off the connection itself,
             # and the one that did not wait still got every one, in log order
@@ -403,14 +398,15 @@ def test_closing_a_stream_ends_a_wait_in_which_it_reads_the_connection(url: str)
         result: list[Any] = []
         reader = threading.Thread(target=lambda: result.append(stream.get()))
         reader.start()
-        _wait_for(lambda: hub._reader is stream, "the waiting stream takes the reader role")
+        until(lambda: hub._reader is stream, "the waiting stream takes the reader role", 10)
         stream.close()
         reader.join(10)
         assert not reader.is_alive() and result == [None]
         # a subscription stopped while its thread reads ends the same way
         seen: list[ev.Event] = []
         sub = gang.swarm(fresh_swarm_name()).subscribe(seen.append)
-        _wait_for(lambda: hub._reader is sub.stream, "the subscription takes the reader role")
+        until(lambda: hub._reader is sub.stream, "the subscription takes the reader role",
+              10)
         sub.stop()
         assert not sub.running and seen == []
     finally:
