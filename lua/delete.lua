@@ -39,13 +39,15 @@ if refusal then return refusal end
 if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= ver then return {1, ver} end
 
 local writer, group, ctx = f[2] or '', f[3] or '', f[4] or ''
+local extra = ',"scope":{"group":' .. json_or_null(group) .. ',"context":'
+  .. json_or_null(ctx) .. '}'
+-- the event first: the object's del notification must directly follow it (how listeners
+-- tell memgang's changes from other tools', events.KeyspaceTracker)
+local id = emit(KEYS[2], ARGV[4], ARGV[6],
+                event_body('memory_deleted', ARGV[5], obj, agent, ver, now, extra))
 redis.call('DEL', obj)
 redis.call('ZREM', KEYS[3], obj)
 if writer ~= '' then redis.call('ZREM', KEYS[4], writer .. '\0' .. obj) end
 if group ~= '' then redis.call('ZREM', KEYS[5], group .. '\0' .. obj) end
 if ctx ~= '' then redis.call('ZREM', KEYS[6], ctx .. '\0' .. obj) end
-local extra = ',"scope":{"group":' .. json_or_null(group) .. ',"context":'
-  .. json_or_null(ctx) .. '}'
-local id = emit(KEYS[2], ARGV[4], ARGV[6],
-                event_body('memory_deleted', ARGV[5], obj, agent, ver, now, extra))
 return {0, ver, id}

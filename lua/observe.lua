@@ -37,10 +37,11 @@ local version = redis.call('INCR', KEYS[2])
 local fields = {'ver', version, 'hash', digest, 'mtime', now}
 if not f[4] then fields[#fields + 1] = 'agent'; fields[#fields + 1] = '' end
 if not f[5] then fields[#fields + 1] = 'ctime'; fields[#fields + 1] = now end
-redis.call('HSET', obj, unpack(fields))
-redis.call('ZADD', KEYS[4], 'NX', now, obj)
 local extra = ',"size":' .. #value .. ',"scope":{"group":' .. json_or_null(f[6])
   .. ',"context":' .. json_or_null(f[7]) .. '},"cause":"foreign"'
+-- the event first: its hset notification must directly follow it (events.KeyspaceTracker)
 local id = emit(KEYS[3], ARGV[1], ARGV[3],
                 event_body('memory_updated', ARGV[2], obj, nil, version, now, extra))
+redis.call('HSET', obj, unpack(fields))
+redis.call('ZADD', KEYS[4], 'NX', now, obj)
 return {1, id, version}

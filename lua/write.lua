@@ -239,11 +239,28 @@ for i = 1, n_objects do repeat
   local group = new_group ~= '' and new_group or cur_group
   local ctx = new_ctx ~= '' and new_ctx or cur_ctx
 
+  -- manual: a write based on an old version loses, and is kept for resolve()
+  local lost = policy == 'manual' and exp ~= nil and exp ~= cur_ver
   local kind, version, vn, cid
-  if policy == 'manual' and exp ~= nil and exp ~= cur_ver then
-    -- manual: a write based on an old version loses, and is kept for resolve()
+  if lost then
     kind = 'conflict_detected'
     version = dec(cur_ver)
+  else
+    kind = 'memory_updated'
+    vn = redis.call('INCR', KEYS[1])
+    version = string.format('%d', vn)
+  end
+
+  -- the event goes out before the object changes: the object's hset notification must
+  -- directly follow its event (that is how listeners tell memgang's changes from other
+  -- tools', events.KeyspaceTracker)
+  local id = emit(KEYS[2], log_maxlen, channel,
+                  '"type":"' .. kind .. ev_swarm .. jstr(obj) .. ev_agent .. version .. ev_ts
+                  .. string.format('%d', #value) .. ',"scope":{"group":'
+                  .. (group == new_group and ev_new_group or json_or_null(group))
+                  .. ',"context":' .. json_or_null(ctx) .. ev_tail)
+
+  if lost then
     cid = string.format('%d', redis.call('INCR', KEYS[1]))
     local meta = cjson.encode({agent = writer, base = exp, current = cur_ver,
                                ts = tonumber(now), ttl_ms = ttl})
@@ -251,9 +268,6 @@ for i = 1, n_objects do repeat
     redis.call('ZADD', KEYS[7], now, obj)
   else
     -- commit
-    kind = 'memory_updated'
-    vn = redis.call('INCR', KEYS[1])
-    version = string.format('%d', vn)
     local fields = {'v', value, 'ver', version, 'agent', writer, 'mtime', now, 'hash', digest}
     if cur_ver == 0 then fields[11] = 'ctime'; fields[12] = now end
     if new_group ~= '' then fields[#fields + 1] = 'group'; fields[#fields + 1] = new_group end
@@ -289,12 +303,6 @@ for i = 1, n_objects do repeat
       if redis.call('HLEN', KEYS[k + 3]) == 0 then redis.call('ZREM', KEYS[7], obj) end
     end
   end
-
-  local id = emit(KEYS[2], log_maxlen, channel,
-                  '"type":"' .. kind .. ev_swarm .. jstr(obj) .. ev_agent .. version .. ev_ts
-                  .. string.format('%d', #value) .. ',"scope":{"group":'
-                  .. (group == new_group and ev_new_group or json_or_null(group))
-                  .. ',"context":' .. json_or_null(ctx) .. ev_tail)
   if cid then replies[i] = {2, cur_ver, cid, id} else replies[i] = vn end
 until true end
 return replies

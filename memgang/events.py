@@ -715,7 +715,7 @@ class Conversion:
     cause: str = ""
 
 
-_FOLLOWED_BY = {"hset": "memory_updated", "del": "memory_deleted"}
+_FOLLOWS = {"hset": "memory_updated", "del": "memory_deleted"}
 _VANISH = {"expired": ("memory_expired", "ttl"), "evicted": ("memory_expired", "evicted"),
            "del": ("memory_deleted", "del")}
 
@@ -723,12 +723,14 @@ _VANISH = {"expired": ("memory_expired", "ttl"), "evicted": ("memory_expired", "
 class KeyspaceTracker:
     """Turns keyspace notifications into conversions, skipping memgang's own changes.
 
-    memgang's scripts change an object and publish its event in one atomic step, so on the
-    one connection that receives both the ``hset``/``del`` notification of a key and the
-    swarm's events, the notification of memgang's own change is *immediately followed* by
-    its ``memory_updated``/``memory_deleted`` event for the same key (the scripts touch no
-    other subscribed notification in between). A notification followed by anything else (or
-    by nothing within a moment) was made by another tool, and is converted.
+    memgang's scripts publish an object's ``memory_updated``/``memory_deleted`` event and
+    change the object in one atomic step, the event first. So on the one connection that
+    receives both the swarm's events and the ``hset``/``del`` notifications, the
+    notification of memgang's own change *immediately follows* its event for the same key
+    (the scripts touch no other subscribed notification in between). A notification that
+    follows anything else was made by another tool, and is converted at once. (Event first:
+    a reader that gets an event returns it to its subscriber without first reading the
+    notification behind it.)
 
     Whether to announce is decided again, atomically, by the conversion script from the
     store's state (observe.lua: the value's SHA-1 disagrees with its ``hash`` field;
@@ -740,44 +742,32 @@ class KeyspaceTracker:
 
     def __init__(self, watched: Callable[[str], bool]) -> None:
         self.watched = watched
-        self.pending: tuple[str, str, str] | None = None  # (notification, key, swarm)
+        # (key, type) of the event just read, if a notification of memgang's own may follow
+        self.last: tuple[str | None, str] | None = None
 
     def notification(self, kind: str, key: str) -> list[Conversion]:
-        out = self.flush()
+        last, self.last = self.last, None
+        if last is not None and last[1] == _FOLLOWS.get(kind) and last[0] == key:
+            return []  # memgang's own change, announced by the event just before
         try:
             k = parse_full(key)
         except InvalidKey:
-            return out  # a system key ({s}/_...) or not memgang's
+            return []  # a system key ({s}/_...) or not memgang's
         if not self.watched(k.swarm):
-            return out
-        if kind in _FOLLOWED_BY:
-            self.pending = (kind, key, k.swarm)
-        elif kind in _VANISH:
-            out.append(self._conversion(kind, key, k.swarm))
-        return out
-
-    def event(self, event: Event) -> list[Conversion]:
-        if self.pending is None:
             return []
-        kind, key, _ = self.pending
-        if event.key == key and event.type == _FOLLOWED_BY[kind]:
-            self.pending = None
-            return []
-        return self.flush()
-
-    def flush(self) -> list[Conversion]:
-        """Anything else arrived (or nothing did): a pending notification was foreign."""
-        if self.pending is None:
-            return []
-        kind, key, swarm = self.pending
-        self.pending = None
-        return [self._conversion(kind, key, swarm)]
-
-    def _conversion(self, kind: str, key: str, swarm: str) -> Conversion:
         if kind == "hset":
-            return Conversion("observe", key, swarm)
-        event_type, cause = _VANISH[kind]
-        return Conversion("prune", key, swarm, event_type, cause)
+            return [Conversion("observe", key, k.swarm)]
+        vanish = _VANISH.get(kind)
+        if vanish is None:
+            return []
+        return [Conversion("prune", key, k.swarm, vanish[0], vanish[1])]
+
+    def event(self, event: Event) -> None:
+        self.last = (event.key, event.type)
+
+    def reset(self) -> None:
+        """Anything else arrived, or the connection is new: no notification may follow."""
+        self.last = None
 
 
 class EventOptions(TypedDict, total=False):

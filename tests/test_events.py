@@ -183,18 +183,27 @@ def test_since_an_id_older_than_the_log_reports_an_unknown_gap() -> None:
 
 def test_keyspace_tracker_skips_memgangs_own_changes_and_converts_the_rest() -> None:
     t = ev.KeyspaceTracker(lambda swarm: swarm == "s")
+    observe = [ev.Conversion("observe", "{s}/a/k", "s")]
+    t.event(msg(1))  # memgang's own write: its event, then its hset notification
     assert t.notification("hset", "{s}/a/k") == []
-    assert t.event(msg(1)) == []  # memgang's own write: hset then its event
-    assert t.notification("hset", "{s}/a/k") == []
-    assert t.notification("hset", "{s}/a/k") == [ev.Conversion("observe", "{s}/a/k", "s")]
-    assert t.flush() == [ev.Conversion("observe", "{s}/a/k", "s")]
+    assert t.notification("hset", "{s}/a/k") == observe  # nothing announced it
+    t.event(msg(2))
+    assert t.notification("hset", "{s}/a/other") == [
+        ev.Conversion("observe", "{s}/a/other", "s")]  # another key
+    t.event(msg(3))
+    t.reset()  # something else came between
+    assert t.notification("hset", "{s}/a/k") == observe
+    t.event(msg(4))
+    assert t.notification("del", "{s}/a/k") == [
+        ev.Conversion("prune", "{s}/a/k", "s", "memory_deleted", "del")]  # not a delete
+    t.event(msg(5, kind="memory_deleted"))
     assert t.notification("del", "{s}/a/k") == []
-    assert t.event(msg(2, kind="memory_deleted")) == []
+    t.event(msg(6, kind="memory_deleted"))
     assert t.notification("expired", "{s}/a/k") == [
         ev.Conversion("prune", "{s}/a/k", "s", "memory_expired", "ttl")]
     assert t.notification("hset", "{s}/_lock/a/k") == []   # system key
     assert t.notification("hset", "{other}/a/k") == []     # not watched
-    assert t.pending is None
+    assert t.last is None
 
 
 def test_keyspace_flags_keep_what_is_set_and_add_what_is_missing() -> None:
@@ -568,6 +577,35 @@ def test_expiry_and_changes_by_other_tools_become_one_event_each(url: str,
     finally:
         for g in gangs:
             g.close()
+
+
+def test_memgangs_own_changes_cost_no_conversion_and_a_foreign_one_costs_one(
+        swarm: memgang.Swarm, raw: redis.Redis) -> None:
+    # every script that changes an object publishes its event just before the object's
+    # keyspace notification; a listener skips exactly those notifications, so a script that
+    # got the order wrong shows up here as a conversion per change
+    me = swarm.agent("a")
+    with swarm.events() as stream:
+        hub = swarm.gang.events_hub
+        me.write("note", {"v": 1})
+        me.write_many([("x", 1), ("y", 2), ("x", 3)])
+        me.write("note", {"w": 2}, on_conflict="merge")
+        me.write("short", 1, ttl_s=60)
+        me.delete("y")
+        raw.hset(me.key("note"), "v", b"\x92\x01\x02")  # behind memgang's back
+        got = collect(stream, 8)  # (the conversion runs on the hub: wait for its event)
+        me.write("after", 1)
+        got += collect(stream, 1)
+        assert hub is not None
+        until(lambda: hub.stats.notifications >= 10, "every keyspace notification", 10)
+        assert stream.get(timeout_s=0.3) is None
+    assert [(e.type, e.agent) for e in got] == [("memory_updated", "a")] * 6 + [
+        ("memory_deleted", "a"), ("memory_updated", None), ("memory_updated", "a")]
+    assert got[-2].data["cause"] == "foreign"
+    # 9 hset and 1 del: the foreign hset is converted; the conversion's own hset, like
+    # every change memgang made, is not
+    assert hub.stats.notifications == 10, hub.stats
+    assert (hub.stats.conversions, hub.stats.announced) == (1, 1), hub.stats
 
 
 def test_a_foreign_value_is_versioned_and_readable(swarm: memgang.Swarm,

@@ -106,8 +106,6 @@ DEFAULT_BATCH = 1000
 PING_INTERVAL_S = 5.0
 BACKOFF_MIN_S = 0.05
 BACKOFF_MAX_S = 2.0
-# how long a keyspace notification waits for memgang's own event to follow it
-_FOLLOW_S = 0.02
 # the reader role (see AsyncEventHub.lead): a stream that gave it up has this long to come
 # back for it before the hub reads again; the hub looks this often while streams take turns
 HANDOVER_GRACE_S = 0.2
@@ -196,8 +194,6 @@ class SyncEventHub:
         self._todo: list[Conversion] = []  # keyspace conversions for the hub to run
         self._last_rx = 0.0
         self._ping_sent: float | None = None
-        self._pending: tuple[str, str, str] | None = None
-        self._pending_at = 0.0
 
     @property
     def live(self) -> bool:
@@ -400,10 +396,10 @@ class SyncEventHub:
                 return
 
     def _hub_needed(self) -> bool:
-        """What only a reading hub sees to (under ``role``): conversions to run, a keyspace
-        notification waiting for the event that may follow it, a subscription confirmation
-        awaited. With any of them, the hub reads as soon as nobody else does."""
-        return bool(self._todo or self.tracker.pending or self._expect)
+        """What only a reading hub sees to (under ``role``): conversions to run, a
+        subscription confirmation awaited. With either, the hub reads as soon as nobody
+        else does."""
+        return bool(self._todo or self._expect)
 
     def _unpark(self) -> None:
         """Wake the hub if it sleeps until the next release (under ``role``)."""
@@ -512,7 +508,7 @@ class SyncEventHub:
             was_live = self._conn is conn
             self._conn = None
             self._expect.clear()
-            self.tracker.pending = None
+            self.tracker.reset()
             for route in self.routes.values():
                 route.ready.clear()
                 if was_live:
@@ -559,16 +555,10 @@ class SyncEventHub:
                 self._kick, self.ping_interval_s if settled else HUB_CHECK_S)
 
     def _step(self, conn: SyncPubSubConn, limit_s: float) -> bool:
-        """Read one message within ``limit_s`` (less while a keyspace notification waits
-        for the event that may follow it) and handle it; True if one came. Keeps the
+        """Read one message within ``limit_s`` and handle it; True if one came. Keeps the
         connection's PING check, whoever reads."""
-        tracker = self.tracker
-        now = SyncBackend.monotonic()
-        if tracker.pending is not self._pending:
-            self._pending, self._pending_at = tracker.pending, now
-        wait = _FOLLOW_S - (now - self._pending_at) if tracker.pending else self.ping_interval_s
         try:
-            msg = conn.read(max(0.0, min(wait, limit_s)))
+            msg = conn.read(max(0.0, min(self.ping_interval_s, limit_s)))
         except redis.exceptions.NoPermissionError as exc:
             if not (self._expect and refuses_a_subscribe(exc)):
                 raise  # not the answer to a pending (P)SUBSCRIBE: reconnect, with backoff
@@ -576,8 +566,6 @@ class SyncEventHub:
             return True              # command itself, refused by the ACLs)
         now = SyncBackend.monotonic()
         if msg is None:
-            if tracker.pending and now - self._pending_at >= _FOLLOW_S:
-                self._queue(tracker.flush())
             interval = self.ping_interval_s
             if self._ping_sent is not None:
                 if now - self._ping_sent >= interval:
@@ -600,7 +588,7 @@ class SyncEventHub:
             name = msg[1].decode()
             route = self.routes.get(name)
             if route is None:
-                self._queue(self.tracker.flush())
+                self.tracker.reset()
             elif route.keyevent:
                 self.stats.notifications += 1
                 key = msg[2].decode("utf-8", "replace")
@@ -609,7 +597,9 @@ class SyncEventHub:
                 self._deliver(route, name, msg[2])
         elif kind == b"pmessage":
             route = self.routes.get(msg[1].decode())
-            if route is not None:
+            if route is None:
+                self.tracker.reset()
+            else:
                 self._deliver(route, msg[2].decode(), msg[3])
         else:
             if kind in (b"subscribe", b"psubscribe"):
@@ -617,7 +607,7 @@ class SyncEventHub:
                 self._confirmed(msg[1].decode())
             elif kind == b"pong":
                 self._poked = False
-            self._queue(self.tracker.flush())
+            self.tracker.reset()
 
     def _refused(self, detail: str) -> None:
         """Redis's ACLs refused the oldest (P)SUBSCRIBE still unconfirmed (the caller checked
@@ -658,16 +648,14 @@ class SyncEventHub:
         except (MalformedEvent, Error) as exc:
             self.stats.malformed += 1
             log.warning("%s", exc)
-            self._queue(self.tracker.flush())
+            self.tracker.reset()
             return
         self.stats.messages += 1
         if self._reader is not self:
             self.stats.direct += 1
-        conversions = self.tracker.event(event)
+        self.tracker.event(event)
         for listener in route.live():
             listener.mailbox.put(event)
-        if conversions:
-            self._queue(conversions)
 
     # -- keyspace notifications ------------------------------------------------------------------
     def _queue(self, conversions: list[Conversion]) -> None:
