@@ -26,6 +26,7 @@ import select
 import socket
 import ssl
 import struct
+import threading
 import time
 from typing import Any
 
@@ -205,7 +206,15 @@ class SyncStream(_Stream):
     On a plain socket (TCP, unix) the connection's ``socket_timeout`` becomes the socket's
     ``SO_RCVTIMEO`` and ``SO_SNDTIMEO``, and Python's own timeout is turned off: with one,
     every ``recv`` and ``send`` first ``poll()``s the socket, doubling the system calls of a
-    call. A TLS socket keeps Python's timeout: its reads retry a kernel timeout forever."""
+    call. A TLS socket keeps Python's timeout: its reads retry a kernel timeout forever.
+
+    A pub/sub connection is read by one thread while others send on it (a SUBSCRIBE, a
+    PING to wake the reader). The kernel allows that on a plain socket, but an SSL object
+    must not be used by two threads at once (OpenSSL), and a TLS read here also switches
+    the socket to non-blocking for a moment, which a concurrent send would see. So on TLS
+    each read and each send holds ``_tls_io``; ``read_within`` waits for bytes in
+    ``poll()`` without it, then reads what came without waiting, so a send never waits
+    for a reader that waits for the server."""
 
     def __init__(self, conn: Any) -> None:
         """``conn``: a connected ``redis.Connection``; the stream takes its socket."""
@@ -214,7 +223,10 @@ class SyncStream(_Stream):
         self._buffer = bytearray(READ_SIZE)  # every recv_into lands here: no bytes per read
         timeout = conn.socket_timeout
         self._timeout = timeout  # Python's timeout on the socket, between calls to stale()
-        if not isinstance(self._sock, ssl.SSLSocket):
+        self._tls_io: threading.Lock | None = None
+        if isinstance(self._sock, ssl.SSLSocket):
+            self._tls_io = threading.Lock()
+        else:
             if timeout is not None and timeout > 0:
                 seconds = int(timeout)
                 timeval = struct.pack("ll", seconds, int((timeout - seconds) * 1e6))
@@ -271,33 +283,38 @@ class SyncStream(_Stream):
         """Read, without waiting, what the socket holds into the parser: the byte count, 0
         at the end of the connection, None if nothing came (TLS: a record that carries no
         data, such as a session ticket)."""
-        tls = isinstance(self._sock, ssl.SSLSocket)
         try:
-            if tls:  # takes no flags
-                self._sock.setblocking(False)
-                n = self._sock.recv_into(self._buffer)
-            else:
+            if self._tls_io is None:
                 n = self._sock.recv_into(self._buffer, 0, socket.MSG_DONTWAIT)
+            else:
+                with self._tls_io:  # (see the class docstring)
+                    self._sock.setblocking(False)  # an SSL recv takes no flags
+                    try:
+                        n = self._sock.recv_into(self._buffer)
+                    finally:
+                        with contextlib.suppress(OSError):
+                            self._sock.settimeout(self._timeout)
         except (BlockingIOError, ssl.SSLWantReadError, InterruptedError):
             return None
-        finally:
-            if tls:
-                with contextlib.suppress(OSError):
-                    self._sock.settimeout(self._timeout)
         if n:
             self._reader.feed(self._buffer, 0, n)  # type: ignore[arg-type]  # any buffer
         return n
 
     def send(self, data: bytes) -> None:
         try:
-            self._sock.sendall(data)
+            if self._tls_io is None:
+                self._sock.sendall(data)
+            else:
+                with self._tls_io:
+                    self._sock.sendall(data)
         except (TimeoutError, BlockingIOError, ssl.SSLWantWriteError) as exc:  # SO_SNDTIMEO
             raise self._timed_out("writing to") from exc
         except OSError as exc:
             raise self._ended("writing to", exc) from exc
 
     def read(self) -> Any:
-        """The next reply (an error reply as redis-py's exception, in place)."""
+        """The next reply (an error reply as redis-py's exception, in place). It waits in
+        the socket: for a connection that only one thread uses at a time (a call's)."""
         reply = self._reader.gets()
         while reply is False:
             try:
