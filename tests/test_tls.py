@@ -14,7 +14,6 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from conftest import BINARIES
@@ -26,7 +25,7 @@ from memgang.testing import fresh_swarm_name
 
 @pytest.fixture(scope="module")
 def tls_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = next((path for name, path in sorted(BINARIES.items()) if name == "redis7"), None)
+    binary = BINARIES.get("redis7")
     if binary is None:
         raise AssertionError(f"no Redis 7.x server among {BINARIES} to test TLS with")
     openssl = shutil.which("openssl")
@@ -44,7 +43,7 @@ def tls_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--tls-ca-cert-file", str(cert), "--tls-auth-clients", "no"])
     srv.start()
     try:
-        yield f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={Path(cert)}"
+        yield f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert}"
     finally:
         srv.stop()
 
