@@ -282,6 +282,38 @@ class BareConnection:
         self.sock.close()
 
 
+class AsyncBareConnection:
+    """A :class:`BareConnection`'s socket (connected, authenticated, its scripts loaded)
+    driven by asyncio instead: ``await call(request)`` writes bytes packed ahead and parses
+    the reply with hiredis. The same least work per call, for the asyncio reference rows."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._stream, self._writer = reader, writer
+        self._reader = hiredis.Reader()
+
+    @classmethod
+    async def take(cls, conn: BareConnection) -> AsyncBareConnection:
+        """Take over ``conn``'s socket (``conn`` is not used again)."""
+        reader, writer = await asyncio.open_connection(sock=conn.sock)
+        return cls(reader, writer)
+
+    async def call(self, request: bytes) -> Any:
+        self._writer.write(request)
+        while (reply := self._reader.gets()) is False:
+            data = await self._stream.read(65536)
+            if not data:
+                raise ConnectionError("Redis closed the connection")
+            self._reader.feed(data)
+        if isinstance(reply, hiredis.ReplyError):
+            raise RuntimeError(f"Redis refused a reference call: {reply}")
+        return reply
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+
 def bare_write_calls(conn: BareConnection, swarm: str, agent: str,
                      items: Sequence[tuple[str, Any]], **options: Any) -> list[bytes]:
     """One packed call per (key, value): memgang's own write.lua call, planned ahead by

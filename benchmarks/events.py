@@ -4,9 +4,10 @@
 
 1. Latency, one event in flight at a time, sync (threads) and asyncio:
    - raw:      ``PUBLISH`` -> a redis-py PubSub reader gets it (the floor);
-   - script (sync): memgang's write.lua call, planned and packed ahead, sent on a bare
-     socket (no client work per call) -> a redis-py PubSub reader gets its event (what the
-     write itself costs on this design, with no memgang client on either side);
+   - script: memgang's write.lua call, planned and packed ahead, sent on a bare socket
+     (no client work per call; asyncio: the same socket driven by asyncio) -> a redis-py
+     PubSub reader gets its event (what the write itself costs on this design, with no
+     memgang client on either side: the reference for memgang's own write row);
    - delivery: ``PUBLISH`` of a well-formed event JSON on a swarm channel -> a memgang
      subscription's handler (what the event machinery adds: hub, parsing, sequence check,
      per-listener queue, hand-over);
@@ -47,7 +48,12 @@ import redis.asyncio
 
 import memgang
 import memgang.aio
-from benchmarks._harness import BareConnection, bare_write_calls, server_url
+from benchmarks._harness import (
+    AsyncBareConnection,
+    BareConnection,
+    bare_write_calls,
+    server_url,
+)
 from memgang.events import parse_id
 from memgang.keys import SwarmKeys
 from memgang.tables import aligned
@@ -77,19 +83,25 @@ def event_json(swarm: str, i: int, base: int) -> bytes:
 Sample = tuple[float, float]  # (event handed over, call returned), seconds after the call
 
 
-def _raw_sender(url: str, pub: redis.Redis, script: bool
-                ) -> tuple[str, Callable[[], Any], Callable[[], None]]:
-    """(channel, send, close): a bare PUBLISH by redis-py; or, with ``script``, memgang's own
-    write.lua call, planned and packed ahead by its sans-I/O core and sent on a bare socket
-    (no client work per call), whose PUBLISH on the swarm's channel is the event: what a
-    write costs on this design, whatever the client."""
-    if not script:
-        payload = event_json("x", 1, 1)
-        return "bench:lat", lambda: pub.publish("bench:lat", payload), lambda: None
+def _bare_write(url: str) -> tuple[BareConnection, str, bytes]:
+    """(connection, channel, call): memgang's own write.lua call, planned and packed ahead by
+    its sans-I/O core, for a bare socket, whose PUBLISH on the swarm's channel is the event:
+    what a write costs on this design, whatever the client (no client work per call)."""
     conn = BareConnection(url)
     swarm = SwarmKeys(fresh_swarm_name("bench"))
     (call,) = bare_write_calls(conn, swarm.swarm, "w", [("k", {"i": 1, "text": "latency probe"})])
-    return swarm.channel, lambda: conn.call(call), conn.close
+    return conn, swarm.channel, call
+
+
+def _raw_sender(url: str, pub: redis.Redis, script: bool
+                ) -> tuple[str, Callable[[], Any], Callable[[], None]]:
+    """(channel, send, close): a bare PUBLISH by redis-py; or, with ``script``, write.lua
+    sent on a bare socket (:func:`_bare_write`)."""
+    if not script:
+        payload = event_json("x", 1, 1)
+        return "bench:lat", lambda: pub.publish("bench:lat", payload), lambda: None
+    conn, channel, call = _bare_write(url)
+    return channel, lambda: conn.call(call), conn.close
 
 
 def lat_raw_sync(url: str, n: int, script: bool = False) -> list[Sample]:
@@ -162,11 +174,19 @@ def lat_mg_sync(url: str, n: int, mode: str) -> list[Sample]:
         gang.close()
 
 
-async def lat_raw_async(url: str, n: int) -> list[Sample]:
+async def lat_raw_async(url: str, n: int, script: bool = False) -> list[Sample]:
+    """The asyncio twin of :func:`lat_raw_sync`: redis.asyncio PUBLISH, or with ``script``
+    write.lua on a bare socket driven by asyncio; read by a redis.asyncio PubSub."""
     pub = redis.asyncio.Redis.from_url(url)
+    payload = event_json("x", 1, 1)
+    channel = "bench:lat"
+    bare: AsyncBareConnection | None = None
+    if script:
+        conn, channel, call = _bare_write(url)
+        bare = await AsyncBareConnection.take(conn)
     client = redis.asyncio.Redis.from_url(url)
     sub = client.pubsub()
-    await sub.subscribe("bench:lat")
+    await sub.subscribe(channel)
     await sub.get_message(timeout=1)
     got = asyncio.Event()
     stamps: list[float] = []
@@ -181,12 +201,14 @@ async def lat_raw_async(url: str, n: int) -> list[Sample]:
             got.set()
 
     task = asyncio.create_task(reader())
-    payload = event_json("x", 1, 1)
     out = []
     for _ in range(n):
         got.clear()
         t0 = time.perf_counter()
-        await pub.publish("bench:lat", payload)
+        if bare is not None:
+            await bare.call(call)
+        else:
+            await pub.publish(channel, payload)
         t1 = time.perf_counter()
         await asyncio.wait_for(got.wait(), 5)
         out.append((stamps[-1] - t0, t1 - t0))
@@ -194,6 +216,8 @@ async def lat_raw_async(url: str, n: int) -> list[Sample]:
     await sub.aclose()  # type: ignore[no-untyped-call]
     await client.aclose()
     await pub.aclose()
+    if bare is not None:
+        await bare.close()
     return out
 
 
@@ -247,7 +271,7 @@ class LatencyRow:
 def latency(url: str, n: int, rounds: int) -> list[LatencyRow]:
     per = max(1, n // rounds)
     sync: dict[str, list[Sample]] = {"raw": [], "delivery": [], "write": [], "script": []}
-    asyn: dict[str, list[Sample]] = {"raw": [], "delivery": [], "write": []}
+    asyn: dict[str, list[Sample]] = {"raw": [], "delivery": [], "write": [], "script": []}
     for _ in range(rounds):  # alternate, so load from elsewhere hits every path alike
         sync["raw"] += lat_raw_sync(url, per)
         sync["delivery"] += lat_mg_sync(url, per, "publish")
@@ -256,6 +280,7 @@ def latency(url: str, n: int, rounds: int) -> list[LatencyRow]:
         asyn["raw"] += asyncio.run(lat_raw_async(url, per))
         asyn["delivery"] += asyncio.run(lat_mg_async(url, per, "publish"))
         asyn["write"] += asyncio.run(lat_mg_async(url, per, "write"))
+        asyn["script"] += asyncio.run(lat_raw_async(url, per, script=True))
     rows = []
     for flavour, data in (("sync", sync), ("asyncio", asyn)):
         raw = [h for h, _ in data["raw"]]
@@ -264,8 +289,6 @@ def latency(url: str, n: int, rounds: int) -> list[LatencyRow]:
                             ("delivery", "memgang PUBLISH'd event -> handler"),
                             ("write", "memgang write() -> handler"),
                             ("script", "write.lua by a bare client -> receive")):
-            if path not in data:
-                continue
             handed = [h for h, _ in data[path]]
             p50, p99 = pct(handed, 0.5), pct(handed, 0.99)
             call50 = pct([c for _, c in data[path]], 0.5)
@@ -537,7 +560,15 @@ def render(report: Report) -> str:
                "script: value, version, indexes, XADD, PUBLISH)")
     out.append("write.lua by a bare client: memgang's write script, planned and packed ahead, "
                "sent on a bare socket, its event read by a plain redis-py subscriber (no "
-               "memgang client)")
+               "memgang client): the design's own cost, the reference for memgang's write row")
+    for flavour in ("sync", "asyncio"):
+        rows = {r.path: r for r in report.latency if r.flavour == flavour}
+        mine = rows.get("memgang write() -> handler")
+        ref = rows.get("write.lua by a bare client -> receive")
+        if mine is not None and ref is not None:
+            out.append(f"{flavour}: memgang's client adds {mine.p50_us - ref.p50_us:+.0f} us "
+                       f"at p50 over the reference ({ref.x_raw_p50:.2f} x raw -> "
+                       f"{mine.x_raw_p50:.2f} x raw)")
     out += ["", "2. fan-out: one writer, events delivered per second to all listeners"]
     out.append(_table(["layout", "impl", "events", "deliveries", "delivered/s", "x raw"], [
         [r.layout, r.impl, str(r.events), str(r.deliveries), f"{r.delivered_per_s:,.0f}",

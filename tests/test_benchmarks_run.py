@@ -57,6 +57,12 @@ def test_events_benchmark_loses_nothing_under_client_kill() -> None:
     faults = report["faults"]
     assert faults["delivered"] == faults["events"] > 0 and faults["kills"] > 0
     assert faults["lost"] == faults["duplicated"] == faults["out_of_order"] == 0
+    # memgang's write row and its reference (write.lua by a bare client), sync and asyncio,
+    # each with every event received (a missed one raises in the benchmark)
+    paths = {(r["flavour"], r["path"]): r["samples"] for r in report["latency"]}
+    for flavour in ("sync", "asyncio"):
+        for path in ("memgang write() -> handler", "write.lua by a bare client -> receive"):
+            assert paths[(flavour, path)] == 300
 
 
 def test_demo_benchmark_counts_are_exact() -> None:
