@@ -235,6 +235,20 @@ def server_url(url: str | None) -> Iterator[str]:
         server.stop()
 
 
+def _feed(reader: hiredis.Reader, data: bytes) -> None:
+    """Give what a bare connection received to its reader; nothing means Redis closed it."""
+    if not data:
+        raise ConnectionError("Redis closed the connection")
+    reader.feed(data)
+
+
+def _checked(reply: Any) -> Any:
+    """A reference call's reply; an error reply is raised (the reference must not fail)."""
+    if isinstance(reply, hiredis.ReplyError):
+        raise RuntimeError(f"Redis refused a reference call: {reply}")
+    return reply
+
+
 class BareConnection:
     """A socket to Redis and nothing on top: it sends bytes packed ahead of time and reads
     the reply with hiredis; no pool, no retries, no per-call packing or checks. The least work
@@ -260,13 +274,8 @@ class BareConnection:
     def read(self) -> Any:
         """The next reply (a push message, on a subscribed connection)."""
         while (reply := self._reader.gets()) is False:
-            data = self.sock.recv(65536)
-            if not data:
-                raise ConnectionError("Redis closed the connection")
-            self._reader.feed(data)
-        if isinstance(reply, hiredis.ReplyError):
-            raise RuntimeError(f"Redis refused a reference call: {reply}")
-        return reply
+            _feed(self._reader, self.sock.recv(65536))
+        return _checked(reply)
 
     def call(self, request: bytes) -> Any:
         """The reply to ``request``, packed ahead (:func:`memgang.resp.command`)."""
@@ -300,13 +309,8 @@ class AsyncBareConnection:
     async def call(self, request: bytes) -> Any:
         self._writer.write(request)
         while (reply := self._reader.gets()) is False:
-            data = await self._stream.read(65536)
-            if not data:
-                raise ConnectionError("Redis closed the connection")
-            self._reader.feed(data)
-        if isinstance(reply, hiredis.ReplyError):
-            raise RuntimeError(f"Redis refused a reference call: {reply}")
-        return reply
+            _feed(self._reader, await self._stream.read(65536))
+        return _checked(reply)
 
     async def close(self) -> None:
         self._writer.close()
