@@ -564,7 +564,7 @@ class SyncEventHub:
                 raise  # not the answer to a pending (P)SUBSCRIBE: reconnect, with backoff
             self._refused(str(exc))  # the answer to the oldest one (the channel, or the
             return True              # command itself, refused by the ACLs)
-        now = SyncBackend.monotonic()
+        now = self._read_at = SyncBackend.monotonic()
         if msg is None:
             interval = self.ping_interval_s
             if self._ping_sent is not None:
@@ -573,9 +573,8 @@ class SyncEventHub:
             elif now - self._last_rx >= interval:
                 conn.send("PING")
                 self._ping_sent = now
-            self._read_at = now
             return False
-        self._read_at = self._last_rx = now
+        self._last_rx = now
         self._ping_sent = None
         self._dispatch(msg)
         return True
