@@ -231,6 +231,26 @@ def plan_write_many(
     return WritePlan([key for key, _ in items], call, writer, expected_version, fence)
 
 
+def plan_plain_write(ks: SwarmKeys, settings: Settings, key: Key, writer: str, value: Any
+                     ) -> WritePlan:
+    """:func:`plan_write` of one object with every option at its default (last write wins,
+    no expiry, no scope, no checks): the call most writes make, built from parts kept per
+    swarm, writer and object, so that only the value is packed and hashed per write. The
+    same bytes as ``plan_write_many`` builds for it."""
+    what = (ks.swarm, writer, settings.log_maxlen, settings.codec.max_bytes)
+    options_arg = _PLAIN_OPTIONS.get(what)
+    if options_arg is None:
+        options_arg = _PLAIN_OPTIONS.put(what, bulk(
+            _pack_options(ks, settings, writer, "lww", None, None, None, None, None, None, (),
+                          key.full) + _NO_VERSION_REFS_FENCE))
+    head_keys, log_n = _swarm_parts(ks)
+    packed = settings.codec.pack(value, key=key.full)
+    call = Packed(len(ks.write_head) + 5, 3, b"".join((
+        head_keys, _object_keys(ks, key), log_n, options_arg,
+        bulk_pair(packed, hashlib.sha1(packed).hexdigest().encode()))))
+    return WritePlan([key], call, writer, None, None)
+
+
 def _pack_options(ks: SwarmKeys, settings: Settings, writer: str, on_conflict: str,
                   ttl_s: float | None, group: str | None, context: str | None,
                   tags: Iterable[str] | None, readable_by: Iterable[str] | None,
@@ -283,6 +303,8 @@ _PLAIN = frozenset({type(None), tuple})  # option types kept by value in _OPTION
 _OPTIONS: PartCache[tuple[bytes, bytes]] = PartCache(1024)
 _OBJECT_KEYS: PartCache[bytes] = PartCache(8192)
 _SWARM_KEYS: PartCache[tuple[bytes, bytes]] = PartCache(1024)
+# ARGV[1] of the writes with default options, by (swarm, writer, log bound, size bound)
+_PLAIN_OPTIONS: PartCache[bytes] = PartCache(1024)
 
 
 def _object_keys(ks: SwarmKeys, key: Key) -> bytes:
@@ -479,6 +501,7 @@ __all__ = [
     "members_to_keys",
     "observe_call",
     "plan_delete",
+    "plan_plain_write",
     "plan_write",
     "plan_write_many",
     "prune_call",

@@ -42,6 +42,7 @@ from ..memory import (
     interpret_read,
     members_to_keys,
     plan_delete,
+    plan_plain_write,
     plan_write_many,
     prune_call,
     read_call,
@@ -448,15 +449,21 @@ class AgentMemory:
         write changes nothing and announces nothing.
         """
         k = target(self.swarm.name, self.name, key)[0]
-        if on_conflict == "manual" and expected_version is None:
-            expected_version = self._seen.get(k.full, 0)
-        plan = plan_write_many(
-            self.swarm.keys, self.gang.settings, [(k, value)], self.name,
-            on_conflict=on_conflict, expected_version=expected_version, ttl_s=ttl_s,
-            group=group, context=context, tags=tags, readable_by=readable_by,
-            writable_by=writable_by, derived_from=derived_from, fence=fence,
-            resolve_ids=_resolve,
-        )
+        if (on_conflict == "lww" and expected_version is None and ttl_s is None
+                and group is None and context is None and tags is None
+                and readable_by is None and writable_by is None and fence is None
+                and derived_from is None and not _resolve):
+            plan = plan_plain_write(self.swarm.keys, self.gang.settings, k, self.name, value)
+        else:
+            if on_conflict == "manual" and expected_version is None:
+                expected_version = self._seen.get(k.full, 0)
+            plan = plan_write_many(
+                self.swarm.keys, self.gang.settings, [(k, value)], self.name,
+                on_conflict=on_conflict, expected_version=expected_version, ttl_s=ttl_s,
+                group=group, context=context, tags=tags, readable_by=readable_by,
+                writable_by=writable_by, derived_from=derived_from, fence=fence,
+                resolve_ids=_resolve,
+            )
         ref = plan.interpret(await self.gang.call("write", plan.call))
         self._remember(k.full, ref.version)
         await self.count("writes")
