@@ -181,27 +181,8 @@ def plan_write_many(
     the options. Nothing here touches Redis; a bad item raises before anything is sent."""
     first = items[0][0].full if items else None
     codec = settings.codec
-    # write.lua's ARGV[1] is its 16 options. The first 13, which most writes repeat, are
-    # validated and packed once per distinct set of them (kept by the options as given, when
-    # they are plain values: None, str, numbers, tuples), with ARGV[1] ready for a write
-    # that has none of the last three
-    options = (ks.swarm, writer, on_conflict, ttl_s, group, context, tags, readable_by,
-               writable_by, resolve_ids, settings.log_maxlen, codec.max_bytes)
-    keep = (type(tags) in _PLAIN and type(readable_by) in _PLAIN
-            and type(writable_by) in _PLAIN and type(resolve_ids) in _PLAIN)
-    shared = None
-    if keep:
-        try:
-            shared = _OPTIONS.get(options)
-        except TypeError:  # an option that cannot be a dict key: a bad one, named below
-            keep = False
-    if shared is None:
-        packed_options = _pack_options(ks, settings, writer, on_conflict, ttl_s, group,
-                                       context, tags, readable_by, writable_by, resolve_ids,
-                                       first)
-        shared = (packed_options, bulk(packed_options + _NO_VERSION_REFS_FENCE))
-        if keep:
-            _OPTIONS.put(options, shared)
+    shared = _shared_options(ks, settings, writer, on_conflict, ttl_s, group, context, tags,
+                             readable_by, writable_by, resolve_ids, first)
     # the last three change from write to write: expected version, derived_from, fence
     if expected_version is None and fence is None and not derived_from:
         options_arg = shared[1]
@@ -235,20 +216,46 @@ def plan_plain_write(ks: SwarmKeys, settings: Settings, key: Key, writer: str, v
                      ) -> WritePlan:
     """:func:`plan_write` of one object with every option at its default (last write wins,
     no expiry, no scope, no checks): the call most writes make, built from parts kept per
-    swarm, writer and object, so that only the value is packed and hashed per write. The
-    same bytes as ``plan_write_many`` builds for it."""
-    what = (ks.swarm, writer, settings.log_maxlen, settings.codec.max_bytes)
-    options_arg = _PLAIN_OPTIONS.get(what)
-    if options_arg is None:
-        options_arg = _PLAIN_OPTIONS.put(what, bulk(
-            _pack_options(ks, settings, writer, "lww", None, None, None, None, None, None, (),
-                          key.full) + _NO_VERSION_REFS_FENCE))
+    swarm, writer and object (the options kept as ``plan_write_many`` keeps them), so that
+    only the value is packed and hashed per write. The same bytes as ``plan_write_many``
+    builds for it."""
+    options_arg = _shared_options(ks, settings, writer, "lww", None, None, None, None, None,
+                                  None, (), key.full)[1]
     head_keys, log_n = _swarm_parts(ks)
     packed = settings.codec.pack(value, key=key.full)
     call = Packed(len(ks.write_head) + 5, 3, b"".join((
         head_keys, _object_keys(ks, key), log_n, options_arg,
         bulk_pair(packed, hashlib.sha1(packed).hexdigest().encode()))))
     return WritePlan([key], call, writer, None, None)
+
+
+def _shared_options(ks: SwarmKeys, settings: Settings, writer: str, on_conflict: str,
+                    ttl_s: float | None, group: str | None, context: str | None,
+                    tags: Iterable[str] | None, readable_by: Iterable[str] | None,
+                    writable_by: Iterable[str] | None, resolve_ids: Sequence[str],
+                    first: str | None) -> tuple[bytes, bytes]:
+    """The first 13 of write.lua's 16 options (ARGV[1]), packed, and ARGV[1] ready for a
+    write that has none of the last three. Most writes repeat them: they are validated and
+    packed once per distinct set (kept by the options as given, when they are plain values:
+    None, str, numbers, tuples)."""
+    options = (ks.swarm, writer, on_conflict, ttl_s, group, context, tags, readable_by,
+               writable_by, resolve_ids, settings.log_maxlen, settings.codec.max_bytes)
+    keep = (type(tags) in _PLAIN and type(readable_by) in _PLAIN
+            and type(writable_by) in _PLAIN and type(resolve_ids) in _PLAIN)
+    if keep:
+        try:
+            shared = _OPTIONS.get(options)
+        except TypeError:  # an option that cannot be a dict key: a bad one, named below
+            keep = False
+        else:
+            if shared is not None:
+                return shared
+    packed_options = _pack_options(ks, settings, writer, on_conflict, ttl_s, group, context,
+                                   tags, readable_by, writable_by, resolve_ids, first)
+    shared = (packed_options, bulk(packed_options + _NO_VERSION_REFS_FENCE))
+    if keep:
+        _OPTIONS.put(options, shared)
+    return shared
 
 
 def _pack_options(ks: SwarmKeys, settings: Settings, writer: str, on_conflict: str,
@@ -303,8 +310,6 @@ _PLAIN = frozenset({type(None), tuple})  # option types kept by value in _OPTION
 _OPTIONS: PartCache[tuple[bytes, bytes]] = PartCache(1024)
 _OBJECT_KEYS: PartCache[bytes] = PartCache(8192)
 _SWARM_KEYS: PartCache[tuple[bytes, bytes]] = PartCache(1024)
-# ARGV[1] of the writes with default options, by (swarm, writer, log bound, size bound)
-_PLAIN_OPTIONS: PartCache[bytes] = PartCache(1024)
 
 
 def _object_keys(ks: SwarmKeys, key: Key) -> bytes:
