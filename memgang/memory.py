@@ -134,15 +134,20 @@ class WritePlan:
         return self._one(self.keys_of[0].full, one)
 
     def _one(self, full: str, reply: int | list[Any]) -> MemoryRef:
-        """write.lua's reply for one object: its new version (an integer) if written, else
-        ``[code, ...]``."""
-        if isinstance(reply, int):
-            return MemoryRef(full, reply)
-        if reply[0] == scripts.MANUAL_CONFLICT:
-            raise ManualConflict(full, expected=self.expected, current=int(reply[1]),
-                                 conflict_id=scripts.text(reply[2]), agent=self.writer)
-        scripts.raise_refusal("write", reply, key=full, agent=self.writer,
-                              expected=self.expected, fence=self.fence)
+        return _written(full, reply, self.writer, self.expected, self.fence)
+
+
+def _written(full: str, reply: int | list[Any], writer: str, expected: int | None,
+             fence: int | None) -> MemoryRef:
+    """write.lua's reply for one object: its new version (an integer) if written, else
+    ``[code, ...]``, raised as its typed error."""
+    if isinstance(reply, int):
+        return MemoryRef(full, reply)
+    if reply[0] == scripts.MANUAL_CONFLICT:
+        raise ManualConflict(full, expected=expected, current=int(reply[1]),
+                             conflict_id=scripts.text(reply[2]), agent=writer)
+    scripts.raise_refusal("write", reply, key=full, agent=writer, expected=expected,
+                          fence=fence)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,21 +217,43 @@ def plan_write_many(
     return WritePlan([key for key, _ in items], call, writer, expected_version, fence)
 
 
-def plan_plain_write(ks: SwarmKeys, settings: Settings, key: Key, writer: str, value: Any
-                     ) -> WritePlan:
-    """:func:`plan_write` of one object with every option at its default (last write wins,
-    no expiry, no scope, no checks): the call most writes make, built from parts kept per
-    swarm, writer and object (the options kept as ``plan_write_many`` keeps them), so that
-    only the value is packed and hashed per write. The same bytes as ``plan_write_many``
-    builds for it."""
+@dataclass(frozen=True, slots=True)
+class PlainWrite:
+    """One writer's write of one object with every option at its default (last write wins,
+    no expiry, no scope, no checks): the call most writes make. The whole ``EVALSHA``
+    request but the value is packed once (see :func:`plain_write`; the shell keeps it per
+    key), so a write packs and hashes only its value. The bytes are those of
+    ``plan_write_many(...).call.evalsha(sha)`` for the same write."""
+
+    key: Key
+    writer: str
+    head: bytes  # EVALSHA, the SHA-1, KEYS and the options: all but the value's two ARGV
+    codec: Codec
+
+    def request(self, value: Any) -> bytes:
+        """The whole request writing ``value``; raises InvalidValue naming the key."""
+        packed = self.codec.pack(value, key=self.key.full)
+        return self.head + bulk_pair(packed, hashlib.sha1(packed).hexdigest().encode())
+
+    def interpret(self, reply: list[Any]) -> MemoryRef:
+        """The new version's MemoryRef; raises the typed error of a refusal."""
+        one = reply[0]
+        if type(one) is int:  # every write that lands
+            return MemoryRef(self.key.full, one)
+        return _written(self.key.full, one, self.writer, None, None)
+
+
+def plain_write(ks: SwarmKeys, settings: Settings, key: Key, writer: str, sha: bytes
+                ) -> PlainWrite:
+    """The :class:`PlainWrite` of ``writer`` at ``key``, for write.lua loaded as ``sha``
+    (its 40 hex digits), built from the parts ``plan_write_many`` keeps (the options as it
+    validates and keeps them)."""
     options_arg = _shared_options(ks, settings, writer, "lww", None, None, None, None, None,
                                   None, (), key.full)[1]
     head_keys, log_n = _swarm_parts(ks)
-    packed = settings.codec.pack(value, key=key.full)
-    call = Packed(len(ks.write_head) + 5, 3, b"".join((
-        head_keys, _object_keys(ks, key), log_n, options_arg,
-        bulk_pair(packed, hashlib.sha1(packed).hexdigest().encode()))))
-    return WritePlan([key], call, writer, None, None)
+    body = b"".join((head_keys, _object_keys(ks, key), log_n, options_arg))
+    return PlainWrite(key, writer, Packed(len(ks.write_head) + 5, 3, body).evalsha(sha),
+                      settings.codec)
 
 
 def _shared_options(ks: SwarmKeys, settings: Settings, writer: str, on_conflict: str,
@@ -498,6 +525,7 @@ __all__ = [
     "DeletePlan",
     "MemoryObject",
     "MemoryRef",
+    "PlainWrite",
     "ScopeQuery",
     "Settings",
     "WritePlan",
@@ -505,8 +533,8 @@ __all__ = [
     "interpret_read",
     "members_to_keys",
     "observe_call",
+    "plain_write",
     "plan_delete",
-    "plan_plain_write",
     "plan_write",
     "plan_write_many",
     "prune_call",

@@ -453,6 +453,33 @@ def test_script_flush_mid_run_operations_still_succeed(
     assert me.delete("x")
 
 
+def test_kept_default_write_requests_are_bounded_and_each_names_its_own_object(
+        swarm: memgang.Swarm, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write with no options is sent from a request kept per key as the caller names it
+    (AgentMemory._plain_write): every form of a key must reach the same object, another
+    key never borrows its request, and the kept requests stay within their bound."""
+    monkeypatch.setattr(memgang._sync.gang, "_PLAIN_CACHE", 3)
+    me = swarm.agent("a")
+    full = f"{{{swarm.name}}}/a/x"
+    forms: list[str | memgang.MemoryRef] = ["x", "a/x", full, memgang.MemoryRef(full, 1)]
+    for n, form in enumerate(forms * 2, start=1):
+        ref = me.write(form, {"n": n})
+        assert (ref.key, ref.version > 0) == (full, True)
+        obj = me.read("x")
+        assert obj is not None and obj.value == {"n": n} and obj.version == ref.version
+    for round_ in range(2):  # more keys than the bound, twice: each lands on its own
+        for i in range(8):
+            me.write(f"k{i}", [round_, i])
+        assert len(me._plain) <= 3
+    assert {o.key.rsplit("/", 1)[1]: o.value for o in swarm.read_scope(agent="a")} == \
+        {"x": {"n": 8}} | {f"k{i}": [1, i] for i in range(8)}
+    # a write with options in between does not disturb the kept request of its key
+    me.write("k0", "grouped", group="g")
+    me.write("k0", "plain")
+    obj = me.read("k0")
+    assert obj is not None and (obj.value, obj.group) == ("plain", "g")
+
+
 def test_write_many_pipelines_atomic_writes(swarm: memgang.Swarm, sub: Subscriber) -> None:
     me = swarm.agent("a")
     refs = me.write_many({f"k{i}": {"i": i} for i in range(50)}, group="batch")

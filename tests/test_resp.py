@@ -5,6 +5,7 @@ from earlier calls, or Redis would run a different command."""
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import hiredis
@@ -17,7 +18,7 @@ import memgang
 from memgang import resp
 from memgang.codec import Codec
 from memgang.keys import SwarmKeys
-from memgang.memory import Settings, plan_plain_write, plan_write_many, target
+from memgang.memory import Settings, plain_write, plan_write_many, target
 from memgang.testing import fresh_swarm_name
 
 ARGS: list[Any] = ["", "x", "é ü 中", b"", b"\x00\xff\r\n", 0, -1, 2**63, 1.5, -0.0, 1e300,
@@ -122,37 +123,50 @@ def test_every_option_reaches_its_argv_slot_whether_its_part_was_kept_or_not() -
                          expected_version=2)
 
 
-def test_a_write_with_default_options_packs_the_bytes_of_the_general_plan() -> None:
-    """Agent.write's path for a write with no options builds the call from parts kept per
-    swarm and writer: it must be the very call the general planner (checked above against
-    write.lua's layout) builds, for every writer, object and value, first and kept."""
+SHA = hashlib.sha1(b"write.lua, as loaded").hexdigest().encode()
+
+
+def _plain(ks: SwarmKeys, settings: Settings, writer: str, key: str, value: Any) -> bytes:
+    return plain_write(ks, settings, target(ks.swarm, writer, key)[0], writer, SHA
+                       ).request(value)
+
+
+def _general(ks: SwarmKeys, settings: Settings, writer: str, key: str, value: Any) -> bytes:
+    k = target(ks.swarm, writer, key)[0]
+    return plan_write_many(ks, settings, [(k, value)], writer).call.evalsha(SHA)
+
+
+def test_a_write_with_default_options_sends_the_bytes_of_the_general_plan() -> None:
+    """Agent.write's path for a write with no options keeps, per key, the whole request but
+    the value: it must be the very request the general planner (checked above against
+    write.lua's layout) makes, for every writer, object and value, first and kept."""
     ks = SwarmKeys(fresh_swarm_name())
     settings = Settings(Codec(), 1000)
     for _ in range(2):  # packed afresh, then from the kept parts
         for writer, key, value in (("w", "a", 1), ("w", "b", {"x": [1, 2]}),
                                    ("v", "w/a", "text"), ("w", "a", None)):
-            k = target(ks.swarm, writer, key)[0]
-            plain = plan_plain_write(ks, settings, k, writer, value)
-            general = plan_write_many(ks, settings, [(k, value)], writer)
-            assert plain.call == general.call
-            assert (plain.keys_of, plain.writer, plain.expected, plain.fence) == \
-                ([k], writer, None, None)
-    # the kept options are per writer: another writer's call names its own agent
-    k = target(ks.swarm, "w", "a")[0]
-    assert plan_plain_write(ks, settings, k, "w", 1).call != \
-        plan_plain_write(ks, settings, k, "other", 1).call
+            assert _plain(ks, settings, writer, key, value) == \
+                _general(ks, settings, writer, key, value)
+    # one kept head serves every value: only the value's two ARGV change
+    kept = plain_write(ks, settings, target(ks.swarm, "w", "a")[0], "w", SHA)
+    for value in (1, "two", [3], {"four": 4.0}, b"\x00five"):
+        assert kept.request(value) == _general(ks, settings, "w", "a", value)
+    # the kept options are per writer: another writer's request names its own agent
+    assert _plain(ks, settings, "w", "w/a", 1) != _plain(ks, settings, "other", "w/a", 1)
     # and per bound: a Gang with another log bound gets its own options
-    assert plan_plain_write(ks, Settings(Codec(), 2000), k, "w", 1).call == \
-        plan_write_many(ks, Settings(Codec(), 2000), [(k, 1)], "w").call
+    other = Settings(Codec(), 2000)
+    assert _plain(ks, other, "w", "a", 1) == _general(ks, other, "w", "a", 1)
+    assert _plain(ks, other, "w", "a", 1) != _plain(ks, settings, "w", "a", 1)
 
 
 def test_a_value_refused_on_the_default_path_is_named() -> None:
     ks = SwarmKeys(fresh_swarm_name())
     k = target(ks.swarm, "w", "a")[0]
     with pytest.raises(memgang.InvalidValue, match="cannot be encoded"):
-        plan_plain_write(ks, Settings(Codec(), 1000), k, "w", object())
-    with pytest.raises(memgang.InvalidValue, match="limit is 10"):
-        plan_plain_write(ks, Settings(Codec(max_bytes=10), 1000), k, "w", "x" * 100)
+        plain_write(ks, Settings(Codec(), 1000), k, "w", SHA).request(object())
+    small = plain_write(ks, Settings(Codec(max_bytes=10), 1000), k, "w", SHA)
+    with pytest.raises(memgang.InvalidValue, match=f"for {re.escape(k.full)} is .* limit is 10"):
+        small.request("x" * 100)
 
 
 @pytest.mark.parametrize(("bad", "named"), [

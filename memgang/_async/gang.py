@@ -36,13 +36,14 @@ from ..memory import (
     Conflict,
     MemoryObject,
     MemoryRef,
+    PlainWrite,
     ScopeQuery,
     Settings,
     conflict_entries,
     interpret_read,
     members_to_keys,
+    plain_write,
     plan_delete,
-    plan_plain_write,
     plan_write_many,
     prune_call,
     read_call,
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
     from ..events import EventOptions
 
 _SEEN_CACHE = 4096
+# keys whose default-options write request an agent keeps (AgentMemory._plain_write)
+_PLAIN_CACHE = 1024
 # objects per write.lua call in write_many: big enough to spread the call's cost, small
 # enough that one call never holds Redis for long (~64 x 20 us)
 _BATCH = 64
@@ -171,8 +174,12 @@ class Gang:
         """Run one script; redis-py errors become memgang errors (errors.from_redis; written
         out rather than ``lost_redis``, whose message is built before the call: this is
         every operation's path)."""
+        return await self.request(script, self.wire.pack(script, keys, args))
+
+    async def request(self, script: str, request: bytes) -> Any:
+        """:meth:`call` of a request packed whole (``wire.pack``, or bytes kept from it)."""
         try:
-            return await self.wire.call(script, keys, args)
+            return await self.wire.request(script, request)
         except redis.exceptions.RedisError as exc:
             raise from_redis(f"the {script} script", exc, script=script) from exc
 
@@ -381,6 +388,9 @@ class AgentMemory:
         # the version of each key this agent last read or wrote: the base of its manual
         # writes; bounded, oldest dropped first
         self._seen: dict[str, int] = {}
+        # the request of a write with every option at its default, but its value, by the key
+        # as the caller names it (the most common write; see memory.PlainWrite)
+        self._plain: dict[str, PlainWrite] = {}
         # counters, flushed to {swarm}/_stats/<name> (memgang.metrics); one per agent name
         self.stats = self.gang.stats.setdefault((swarm.name, self.name), Stats())
 
@@ -448,13 +458,16 @@ class AgentMemory:
         ManualConflict), Locked, StaleFence, Forbidden, InvalidKey or InvalidValue; a refused
         write changes nothing and announces nothing.
         """
-        k = target(self.swarm.name, self.name, key)[0]
         if (on_conflict == "lww" and expected_version is None and ttl_s is None
                 and group is None and context is None and tags is None
                 and readable_by is None and writable_by is None and fence is None
                 and derived_from is None and not _resolve):
-            plan = plan_plain_write(self.swarm.keys, self.gang.settings, k, self.name, value)
+            plain = self._plain.get(key) if type(key) is str else None
+            if plain is None:
+                plain = self._plain_write(key)
+            ref = plain.interpret(await self.gang.request("write", plain.request(value)))
         else:
+            k = target(self.swarm.name, self.name, key)[0]
             if on_conflict == "manual" and expected_version is None:
                 expected_version = self._seen.get(k.full, 0)
             plan = plan_write_many(
@@ -464,10 +477,22 @@ class AgentMemory:
                 writable_by=writable_by, derived_from=derived_from, fence=fence,
                 resolve_ids=_resolve,
             )
-        ref = plan.interpret(await self.gang.call("write", plan.call))
-        self._remember(k.full, ref.version)
+            ref = plan.interpret(await self.gang.call("write", plan.call))
+        self._remember(ref.key, ref.version)
         await self.count("writes")
         return ref
+
+    def _plain_write(self, key: str | MemoryRef) -> PlainWrite:
+        """The :class:`~memgang.memory.PlainWrite` of ``key`` (resolved and checked here),
+        kept for the next write of the same key, up to ``_PLAIN_CACHE`` keys."""
+        plain = plain_write(self.swarm.keys, self.gang.settings,
+                            target(self.swarm.name, self.name, key)[0], self.name,
+                            self.gang.wire.sha("write"))
+        if type(key) is str:
+            if len(self._plain) >= _PLAIN_CACHE:
+                self._plain.clear()  # (each is cheap to make again)
+            self._plain[key] = plain
+        return plain
 
     async def write_many(
         self,

@@ -83,23 +83,27 @@ class AsyncWire:
         self._idle = deque()
         self._open = 0
 
-    def _pack(self, name: str, keys: Sequence[Any] | Packed, args: Sequence[Any]) -> bytes:
+    def pack(self, name: str, keys: Sequence[Any] | Packed, args: Sequence[Any] = ()) -> bytes:
+        """The whole ``EVALSHA`` request of one call of script ``name``, for :meth:`request`.
+        ``keys`` may be a :class:`memgang.resp.Packed` (keys and args packed ahead)."""
         if isinstance(keys, Packed):
             return keys.evalsha(self._sha[name])
         return command("EVALSHA", self._sha[name], len(keys), *keys, *args)
 
-    async def call(self, name: str, keys: Sequence[Any] | Packed, args: Sequence[Any] = ()
-                   ) -> Any:
-        """The reply of one script call; an error reply is raised (redis-py's exception).
-        Every memgang operation comes this way: :meth:`run` for one call, kept lean.
-        ``keys`` may be a :class:`memgang.resp.Packed` (keys and args packed ahead)."""
-        packed = self._pack(name, keys, args)
+    def sha(self, name: str) -> bytes:
+        """The SHA-1 (40 hex digits) script ``name`` is called by."""
+        return self._sha[name]
+
+    async def request(self, name: str, request: bytes) -> Any:
+        """The reply of one call of script ``name``, packed whole (:meth:`pack`, or bytes
+        kept from it); an error reply is raised (redis-py's exception). Every memgang
+        operation comes this way: :meth:`run` for one call, kept lean."""
         conn = await self._take()
         try:
-            await conn.send(packed)
+            await conn.send(request)
             reply = await conn.read()
             if isinstance(reply, redis.exceptions.NoScriptError):
-                reply = (await self._reload(conn, [(name, keys, args)]))[0]
+                reply = (await self._reload(conn, [name], [request]))[0]
         except BaseException:
             await self._drop(conn)
             raise
@@ -113,15 +117,16 @@ class AsyncWire:
         returned in its place as redis-py's exception, not raised."""
         if not calls:
             return []
-        packed = b"".join([self._pack(*c) for c in calls])
+        requests = [self.pack(*c) for c in calls]
         conn = await self._take()
         try:
-            await conn.send(packed)
+            await conn.send(b"".join(requests))
             replies = [await conn.read() for _ in calls]
             refused = [i for i, r in enumerate(replies)
                        if isinstance(r, redis.exceptions.NoScriptError)]
             if refused:
-                again = await self._reload(conn, [calls[i] for i in refused])
+                again = await self._reload(conn, [calls[i][0] for i in refused],
+                                           [requests[i] for i in refused])
                 for i, reply in zip(refused, again, strict=True):
                     replies[i] = reply
         except BaseException:
@@ -130,13 +135,15 @@ class AsyncWire:
         await self._give(conn)
         return replies
 
-    async def _reload(self, conn: AsyncStream, calls: Sequence[Call]) -> list[Any]:
-        """Load the scripts of ``calls`` (all refused with NOSCRIPT) and send them again."""
-        names = sorted({name for name, _, _ in calls})
-        load = [command("SCRIPT", "LOAD", scripts.sources()[n]) for n in names]
-        await conn.send(b"".join(load + [self._pack(*c) for c in calls]))
-        loaded = [await conn.read() for _ in names]
-        replies = [await conn.read() for _ in calls]  # every reply read: in step
+    async def _reload(self, conn: AsyncStream, names: Sequence[str], requests: Sequence[bytes]
+                      ) -> list[Any]:
+        """Load the scripts ``names`` (whose ``requests`` were all refused with NOSCRIPT) and
+        send the requests again, in order."""
+        loading = sorted(set(names))
+        load = [command("SCRIPT", "LOAD", scripts.sources()[n]) for n in loading]
+        await conn.send(b"".join(load + list(requests)))
+        loaded = [await conn.read() for _ in loading]
+        replies = [await conn.read() for _ in requests]  # every reply read: in step
         for reply in loaded:
             if isinstance(reply, redis.exceptions.ResponseError):  # ACLs may refuse SCRIPT
                 raise reply
