@@ -174,10 +174,13 @@ class Gang:
         """Run one script; redis-py errors become memgang errors (errors.from_redis; written
         out rather than ``lost_redis``, whose message is built before the call: this is
         every operation's path)."""
-        return await self.request(script, self.wire.pack(script, keys, args))
+        try:  # (packing too: an argument that cannot be sent is a ScriptError)
+            return await self.wire.request(script, self.wire.pack(script, keys, args))
+        except redis.exceptions.RedisError as exc:
+            raise from_redis(f"the {script} script", exc, script=script) from exc
 
     async def request(self, script: str, request: bytes) -> Any:
-        """:meth:`call` of a request packed whole (``wire.pack``, or bytes kept from it)."""
+        """:meth:`call` of a request packed whole (bytes kept from ``wire.pack``)."""
         try:
             return await self.wire.request(script, request)
         except redis.exceptions.RedisError as exc:
