@@ -121,20 +121,15 @@ class WritePlan:
         out: list[MemoryRef | Error] = []
         for key, one in zip(self.keys_of, reply, strict=True):
             try:
-                out.append(self._one(key.full, one))
+                out.append(_written(key.full, one, self.writer, self.expected, self.fence))
             except Error as exc:
                 out.append(exc)
         return out
 
     def interpret(self, reply: list[Any]) -> MemoryRef:
         """The new version's MemoryRef; raises the typed error of a refusal."""
-        one = reply[0]
-        if type(one) is int:  # every write that lands: without _one's call
-            return MemoryRef(self.keys_of[0].full, one)
-        return self._one(self.keys_of[0].full, one)
-
-    def _one(self, full: str, reply: int | list[Any]) -> MemoryRef:
-        return _written(full, reply, self.writer, self.expected, self.fence)
+        return _written(self.keys_of[0].full, reply[0], self.writer, self.expected,
+                        self.fence)
 
 
 def _written(full: str, reply: int | list[Any], writer: str, expected: int | None,
